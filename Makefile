@@ -1,0 +1,41 @@
+# Each target sets itself up from nothing: a virtualenv in .venv with the project and its
+# development tools installed (re-installed when pyproject.toml changes).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?= -n 2
+
+.PHONY: demo test test-sqlite test-postgresql lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/teleserve demo
+
+# The suite runs twice: on SQLite, then on PostgreSQL (skipped with a clear line when the
+# server is unreachable, unless TELESERVE_REQUIRE_PG=1, as in CI).
+test: test-sqlite test-postgresql
+
+test-sqlite: $(STAMP)
+	TELESERVE_TEST_DB=sqlite $(BIN)/pytest $(PYTEST_ARGS)
+
+test-postgresql: $(STAMP)
+	TELESERVE_TEST_DB=postgresql $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench migrations
+	$(BIN)/ruff format --check src tests bench migrations
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: $(STAMP)
+	$(BIN)/python bench/ledger_bench.py
+	$(BIN)/python bench/seed_bench.py
+
+clean:
+	rm -rf $(VENV) teleserve.db* .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The catalog domain (DESIGN.md section 3)."""

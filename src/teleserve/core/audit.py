@@ -1,0 +1,404 @@
+"""The tamper-evident audit log (DESIGN.md section 5).
+
+Every state change and every read of sensitive data appends a record. Records live in a
+fixed number of hash chains (``settings.audit_chains``, default 16) chosen by a hash of
+the subject's id, so concurrent writers rarely queue on the same chain head. Each record's
+hash covers its content and the previous record's hash; ``audit_chain_head`` holds each
+chain's last (seq, hash) and is locked row-by-row (in chain order, so never a deadlock)
+while a transaction appends.
+
+A checkpoint — every chain's head, signed with an Ed25519 key — is written *outside* the
+database (``checkpoint``). ``verify`` walks every chain and compares it with the latest
+checkpoint: an edited record breaks its own hash, a deleted one leaves a gap in ``seq``,
+and a rewritten tail (records deleted and re-forged with fresh hashes) no longer matches
+the signed head.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from sqlalchemy import BigInteger, Connection, Engine, Index, String, Text, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, mapped_column
+
+from teleserve.core.clock import utcnow
+from teleserve.core.db import Base
+
+GENESIS_HASH = "0" * 64
+
+
+class AuditRecord(Base):
+    __tablename__ = "audit_record"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(BigInteger(), "postgresql").with_variant(
+            # SQLite only auto-increments an INTEGER PRIMARY KEY.
+            sqlite.INTEGER(), "sqlite"
+        ),
+        primary_key=True,
+        autoincrement=True,
+    )
+    chain: Mapped[int]
+    seq: Mapped[int]
+    at: Mapped[datetime]
+    actor_kind: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(100))
+    subject_type: Mapped[str] = mapped_column(String(50))
+    subject_id: Mapped[str] = mapped_column(String(100))
+    # Canonical JSON text (not a JSON column) so the hashed bytes are the stored bytes.
+    detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("uq_audit_record_chain_seq", "chain", "seq", unique=True),
+        Index("ix_audit_record_subject", "subject_type", "subject_id"),
+    )
+
+
+class AuditChainHead(Base):
+    __tablename__ = "audit_chain_head"
+
+    chain: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    seq: Mapped[int]
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def chain_of(subject_id: str, chains: int) -> int:
+    digest = hashlib.blake2b(subject_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % chains
+
+
+def record_hash(
+    *,
+    chain: int,
+    seq: int,
+    at: datetime,
+    actor_kind: str,
+    actor_id: str,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    detail: str,
+    prev_hash: str,
+) -> str:
+    content = canonical_json(
+        [
+            chain,
+            seq,
+            at.isoformat(timespec="microseconds"),
+            actor_kind,
+            actor_id,
+            action,
+            subject_type,
+            subject_id,
+            detail,
+            prev_hash,
+        ]
+    )
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PendingRecord:
+    actor_kind: str
+    actor_id: str
+    action: str
+    subject_type: str
+    subject_id: str
+    detail: str
+
+    @classmethod
+    def of(
+        cls,
+        actor: Any,
+        action: str,
+        subject_type: str,
+        subject_id: str,
+        detail: dict[str, Any] | None,
+    ) -> PendingRecord:
+        return cls(
+            str(actor.kind),
+            actor.id,
+            action,
+            subject_type,
+            subject_id,
+            canonical_json(detail or {}),
+        )
+
+
+def _chains() -> int:
+    from teleserve.core.settings import get_settings
+
+    return get_settings().audit_chains
+
+
+def _lock_head(conn: Connection, chain: int) -> tuple[int, str]:
+    """The chain's head, locked for this transaction (created on first use)."""
+    head_table = AuditChainHead.__table__
+    query = select(head_table.c.seq, head_table.c.hash).where(head_table.c.chain == chain)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(
+            insert(head_table)
+            .values(chain=chain, seq=0, hash=GENESIS_HASH)
+            .on_conflict_do_nothing()
+        )
+        row = conn.execute(query).first()
+        assert row is not None
+    return int(row.seq), str(row.hash)
+
+
+def write(conn: Connection, pending: Iterable[PendingRecord]) -> None:
+    """Append ``pending`` records to their chains inside the caller's transaction."""
+    chains = _chains()
+    by_chain: dict[int, list[PendingRecord]] = {}
+    for record in pending:
+        by_chain.setdefault(chain_of(record.subject_id, chains), []).append(record)
+    at = utcnow()
+    rows: list[dict[str, Any]] = []
+    for chain in sorted(by_chain):  # a fixed lock order: no deadlocks between writers
+        seq, prev = _lock_head(conn, chain)
+        for record in by_chain[chain]:
+            seq += 1
+            values = {
+                "chain": chain,
+                "seq": seq,
+                "at": at,
+                "actor_kind": record.actor_kind,
+                "actor_id": record.actor_id,
+                "action": record.action,
+                "subject_type": record.subject_type,
+                "subject_id": record.subject_id,
+                "detail": record.detail,
+                "prev_hash": prev,
+            }
+            prev = record_hash(**values)
+            rows.append({**values, "hash": prev})
+        conn.execute(
+            update(AuditChainHead.__table__)
+            .where(AuditChainHead.__table__.c.chain == chain)
+            .values(seq=seq, hash=prev)
+        )
+    conn.execute(AuditRecord.__table__.insert(), rows)
+
+
+# -- checkpoints -----------------------------------------------------------------------
+
+
+def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
+    """The checkpoint signing key; a new one is written (mode 0600) if none exists."""
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 private key")
+        return key
+    key = Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    return key
+
+
+def _public_hex(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+
+
+def current_heads(engine: Engine) -> dict[int, tuple[int, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(AuditChainHead.__table__)).all()
+    return {int(r.chain): (int(r.seq), str(r.hash)) for r in rows}
+
+
+def checkpoint(engine: Engine, directory: Path, key_file: Path) -> Path:
+    """Write every chain's head, signed, to a new file in ``directory``."""
+    key = load_or_create_signing_key(key_file)
+    heads = current_heads(engine)
+    payload = {
+        "version": 1,
+        "created_at": utcnow().isoformat(timespec="microseconds"),
+        "chains": {str(c): {"seq": s, "hash": h} for c, (s, h) in sorted(heads.items())},
+    }
+    body = canonical_json(payload)
+    document = {
+        "checkpoint": payload,
+        "public_key": _public_hex(key.public_key()),
+        "signature": base64.b64encode(key.sign(body.encode())).decode(),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
+    path = directory / f"checkpoint-{stamp}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(canonical_json(document))
+    tmp.replace(path)
+    return path
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    files = sorted(directory.glob("checkpoint-*.json")) if directory.exists() else []
+    return files[-1] if files else None
+
+
+def read_checkpoint(path: Path, key_file: Path) -> dict[int, tuple[int, str]]:
+    """The signed heads in ``path``; raises ``ValueError`` if the signature is not ours."""
+    document = json.loads(path.read_text())
+    expected_key = load_or_create_signing_key(key_file).public_key()
+    if document.get("public_key") != _public_hex(expected_key):
+        raise ValueError(f"{path.name} was signed by another key")
+    body = canonical_json(document["checkpoint"]).encode()
+    try:
+        expected_key.verify(base64.b64decode(document["signature"]), body)
+    except Exception as exc:  # cryptography raises InvalidSignature
+        raise ValueError(f"{path.name}: bad signature") from exc
+    return {
+        int(c): (int(v["seq"]), str(v["hash"]))
+        for c, v in document["checkpoint"]["chains"].items()
+    }
+
+
+# -- verification ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    chain: int
+    seq: int
+    record_id: int | None
+    kind: str  # edited | missing | relinked | rewritten | head
+    message: str
+
+
+@dataclass
+class VerifyReport:
+    records: int = 0
+    chains: int = 0
+    checkpoint: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_problem(self) -> Problem | None:
+        return self.problems[0] if self.problems else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "records": self.records,
+            "chains": self.chains,
+            "checkpoint": self.checkpoint,
+            "first_problem": self.first_problem.__dict__ if self.first_problem else None,
+            "problems": [p.__dict__ for p in self.problems],
+        }
+
+
+def verify(engine: Engine, checkpoint_dir: Path, key_file: Path) -> VerifyReport:
+    """Walk every chain; report each chain's first broken record, earliest chain first."""
+    report = VerifyReport()
+    cp_path = latest_checkpoint(checkpoint_dir)
+    signed: dict[int, tuple[int, str]] = {}
+    if cp_path is not None:
+        report.checkpoint = cp_path.name
+        signed = read_checkpoint(cp_path, key_file)
+    heads = current_heads(engine)
+    table = AuditRecord.__table__
+    chains = sorted(set(heads) | set(signed))
+    with engine.connect() as conn:
+        present = {int(c) for c in conn.execute(select(table.c.chain).distinct()).scalars()}
+        chains = sorted(set(chains) | present)
+        for chain in chains:
+            report.chains += 1
+            problem = _verify_chain(conn, chain, heads.get(chain), signed.get(chain), report)
+            if problem is not None:
+                report.problems.append(problem)
+    report.problems.sort(key=lambda p: (p.record_id is None, p.record_id or 0, p.chain))
+    return report
+
+
+def _verify_chain(
+    conn: Connection,
+    chain: int,
+    head: tuple[int, str] | None,
+    signed: tuple[int, str] | None,
+    report: VerifyReport,
+) -> Problem | None:
+    table = AuditRecord.__table__
+    rows = conn.execution_options(yield_per=2000).execute(
+        select(table).where(table.c.chain == chain).order_by(table.c.seq)
+    )
+    expected_seq, prev = 1, GENESIS_HASH
+    for row in rows:
+        report.records += 1
+        if row.seq != expected_seq:
+            return Problem(
+                chain, expected_seq, None, "missing",
+                f"chain {chain}: record seq {expected_seq} is missing (deleted); "
+                f"next present is seq {row.seq} (id {row.id})",
+            )
+        if row.prev_hash != prev:
+            return Problem(
+                chain, row.seq, row.id, "relinked",
+                f"chain {chain} seq {row.seq} (id {row.id}) does not link to its predecessor",
+            )
+        computed = record_hash(
+            chain=row.chain, seq=row.seq, at=row.at, actor_kind=row.actor_kind,
+            actor_id=row.actor_id, action=row.action, subject_type=row.subject_type,
+            subject_id=row.subject_id, detail=row.detail, prev_hash=row.prev_hash,
+        )
+        if computed != row.hash:
+            return Problem(
+                chain, row.seq, row.id, "edited",
+                f"chain {chain} seq {row.seq} (id {row.id}) was edited: its hash does not "
+                "match its content",
+            )
+        if signed is not None and row.seq == signed[0] and row.hash != signed[1]:
+            return Problem(
+                chain, row.seq, row.id, "rewritten",
+                f"chain {chain} seq {row.seq} (id {row.id}) differs from the signed "
+                "checkpoint: the tail from here on was rewritten",
+            )
+        prev = row.hash
+        expected_seq += 1
+    last_seq = expected_seq - 1
+    if signed is not None and last_seq < signed[0]:
+        return Problem(
+            chain, last_seq + 1, None, "missing",
+            f"chain {chain} ends at seq {last_seq} but the signed checkpoint has seq "
+            f"{signed[0]}: records were deleted from the end",
+        )
+    if head is not None and head != (last_seq, prev):
+        return Problem(
+            chain, last_seq + 1, None, "head",
+            f"chain {chain}: head says seq {head[0]} but the chain ends at seq {last_seq}",
+        )
+    return None

@@ -1,0 +1,58 @@
+"""Transactional outbox: messages written in the business transaction, delivered after.
+
+``enqueue`` is called through ``UnitOfWork.emit``. Delivery (claiming, handlers, retries,
+dead letters) lives in ``teleserve.core.worker``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Index, String, Text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from teleserve.core.clock import utcnow
+from teleserve.core.db import Base
+from teleserve.core.ids import new_id
+
+
+class OutboxStatus(StrEnum):
+    pending = "pending"
+    done = "done"
+    dead = "dead"
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox_message"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    topic: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(10), default=OutboxStatus.pending)
+    attempts: Mapped[int] = mapped_column(default=0)
+    available_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_outbox_message_due", "status", "available_at"),)
+
+
+def enqueue(session: Session, topic: str, payload: dict[str, Any], *, key: str | None) -> None:
+    now = utcnow()
+    session.add(
+        OutboxMessage(
+            id=new_id(),
+            topic=topic,
+            key=key,
+            payload=payload,
+            status=OutboxStatus.pending,
+            attempts=0,
+            available_at=now,
+            created_at=now,
+        )
+    )

@@ -1,0 +1,153 @@
+"""Settings from the environment (prefix ``TELESERVE_``) and ``teleserve.toml``.
+
+Precedence, highest first: constructor arguments, environment variables, ``teleserve.toml``
+in the working directory (or the file named by ``TELESERVE_CONFIG``), defaults.
+Production mode refuses to start with the default development secrets (see ``check``).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+# Development secrets: fine for demo mode and tests, refused in production.
+DEV_SECRET_KEY = "dev-secret-key-change-me-0123456789abcdef"
+DEV_DATA_KEY = "ZGV2LWRhdGEta2V5LWNoYW5nZS1tZS0wMTIzNDU2Nzg="  # base64 of 32 bytes
+DEV_PEPPER = "dev-pepper-change-me"
+
+
+class Mode(StrEnum):
+    production = "production"
+    demo = "demo"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TELESERVE_", extra="ignore", toml_file="teleserve.toml"
+    )
+
+    database_url: str = "sqlite:///teleserve.db"
+    mode: Mode = Mode.production
+    timezone: str = "Asia/Shanghai"
+    currency: str = "CNY"
+    default_locale: str = "zh-CN"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    # Secrets. ``secret_key`` signs sessions and tokens; ``data_key`` (base64, 32 bytes)
+    # encrypts personal data and keys the blind indexes; ``pepper`` is mixed into customer
+    # service-password hashes so a stolen database alone cannot be brute-forced offline.
+    secret_key: str = DEV_SECRET_KEY
+    data_key: str = DEV_DATA_KEY
+    pepper: str = DEV_PEPPER
+
+    # Audit log (DESIGN.md section 5).
+    audit_chains: int = 16
+    audit_checkpoint_dir: Path = Path("audit-checkpoints")
+    audit_signing_key_file: Path = Path("audit-signing.key")
+
+    # Operator defaults (DESIGN.md section 5), all overridable.
+    customer_login_max_failures: int = 5
+    customer_lockout_minutes: int = 15
+    otp_resend_seconds: int = 60
+    otp_daily_cap_per_number: int = 10
+    otp_daily_cap_per_terminal: int = 200
+    otp_valid_seconds: int = 300
+    otp_max_tries: int = 3
+    msisdn_check_per_minute_per_terminal: int = 30
+    customer_auth_global_per_minute: int = 600
+    customer_auth_per_terminal_per_minute: int = 60
+    customer_token_idle_seconds: int = 300
+    number_reservation_minutes: int = 30
+    number_quarantine_days: int = 90
+    numbers_per_id_card: int = 5
+    staff_login_max_failures: int = 5
+    staff_lockout_minutes: int = 15
+    staff_session_hours: int = 12
+    api_token_minutes: int = 60
+
+    # Outbox worker.
+    outbox_max_attempts: int = 8
+    outbox_backoff_seconds: float = 2.0
+    outbox_batch: int = 100
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    seed_customers: int = Field(default=10_000, ge=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("TELESERVE_CONFIG", "teleserve.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+            file_secret_settings,
+        )
+
+    @property
+    def is_demo(self) -> bool:
+        return self.mode is Mode.demo
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def insecure_defaults(self) -> list[str]:
+        """Names of secrets still at their development default."""
+        defaults = {
+            "secret_key": DEV_SECRET_KEY,
+            "data_key": DEV_DATA_KEY,
+            "pepper": DEV_PEPPER,
+        }
+        return [name for name, value in defaults.items() if getattr(self, name) == value]
+
+    def check(self) -> None:
+        """Refuse to run production with development secrets."""
+        if self.mode is Mode.production:
+            weak = self.insecure_defaults()
+            if weak:
+                raise RuntimeError(
+                    "production mode refuses default secrets: set "
+                    + ", ".join(f"TELESERVE_{n.upper()}" for n in weak)
+                    + " (or run with TELESERVE_MODE=demo for a demonstration)"
+                )
+
+
+_override: Settings | None = None
+
+
+@lru_cache(maxsize=1)
+def _load() -> Settings:
+    return Settings()
+
+
+def get_settings() -> Settings:
+    """The process-wide settings (tests may install their own with ``use_settings``)."""
+    return _override if _override is not None else _load()
+
+
+def use_settings(settings: Settings | None, **_: Any) -> None:
+    """Install ``settings`` for this process (``None`` goes back to the environment)."""
+    global _override
+    _override = settings
+    _load.cache_clear()

@@ -1,0 +1,116 @@
+"""The unit of work: one database transaction that the caller owns.
+
+Services receive a ``UnitOfWork``, change state through ``uow.session`` (ORM) or
+``uow.connection`` (Core, for hot paths), flush, and never commit. The caller — a request,
+a frame batch, an outbox task, a CLI command — calls ``commit`` once. Outbox messages
+(``emit``) and audit records (``audit``) join that same transaction, so an event or an
+audit record exists exactly when the change it describes does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session
+
+from teleserve.core import audit, outbox
+from teleserve.core.actor import SYSTEM, Actor
+from teleserve.core.i18n import DEFAULT_LOCALE
+
+
+class UnitOfWork:
+    def __init__(
+        self,
+        engine: Engine,
+        actor: Actor = SYSTEM,
+        *,
+        locale: str = DEFAULT_LOCALE,
+        readonly: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.actor = actor
+        self.locale = locale
+        self.readonly = readonly
+        self._session: Session | None = None
+        self._pending_audit: list[audit.PendingRecord] = []
+        self._after_commit: list[Callable[[], None]] = []
+
+    # -- lifecycle -----------------------------------------------------------------
+    def __enter__(self) -> Self:
+        bind = self.engine.execution_options(readonly=True) if self.readonly else self.engine
+        self._session = Session(bind=bind, expire_on_commit=False, autoflush=True)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._session is not None
+        try:
+            self._session.rollback()  # no-op after a commit
+        finally:
+            self._session.close()
+            self._session = None
+            self._pending_audit.clear()
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("UnitOfWork used outside its 'with' block")
+        return self._session
+
+    @property
+    def connection(self) -> Connection:
+        """The transaction's Core connection, for batched statements on hot paths."""
+        return self.session.connection()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def flush(self) -> None:
+        self.session.flush()
+
+    def commit(self) -> None:
+        if self.readonly:
+            raise RuntimeError("a read-only unit of work cannot commit")
+        session = self.session
+        session.flush()
+        if self._pending_audit:
+            audit.write(self.connection, self._pending_audit)
+            self._pending_audit = []
+        session.commit()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+
+    def rollback(self) -> None:
+        self.session.rollback()
+        self._pending_audit.clear()
+        self._after_commit.clear()
+
+    # -- side channels in the same transaction -------------------------------------
+    def audit(
+        self,
+        action: str,
+        subject_type: str,
+        subject_id: str,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record that the actor did ``action`` to a subject (written at commit)."""
+        self._pending_audit.append(
+            audit.PendingRecord.of(self.actor, action, subject_type, subject_id, detail)
+        )
+
+    def emit(self, topic: str, payload: dict[str, Any], *, key: str | None = None) -> None:
+        """Queue an outbox message, delivered at least once after this transaction commits."""
+        outbox.enqueue(self.session, topic, payload, key=key)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the transaction has committed (never on rollback)."""
+        self._after_commit.append(callback)

@@ -1,0 +1,1 @@
+"""The customers domain (DESIGN.md section 3)."""

@@ -1,0 +1,1 @@
+"""The iam domain (DESIGN.md section 3)."""

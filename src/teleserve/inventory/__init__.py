@@ -1,0 +1,1 @@
+"""The inventory domain (DESIGN.md section 3)."""

@@ -1,0 +1,1 @@
+"""The notify domain (DESIGN.md section 3)."""

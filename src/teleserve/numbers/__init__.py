@@ -1,0 +1,1 @@
+"""The numbers domain (DESIGN.md section 3)."""

@@ -1,0 +1,1 @@
+"""The payments domain (DESIGN.md section 3)."""
