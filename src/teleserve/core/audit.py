@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from teleserve.core.clock import utcnow
-from teleserve.core.db import Base
+from teleserve.core.db import Base, read_engine
 
 GENESIS_HASH = "0" * 64
 
@@ -233,7 +233,7 @@ def _public_hex(key: Ed25519PublicKey) -> str:
 
 
 def current_heads(engine: Engine) -> dict[int, tuple[int, str]]:
-    with engine.connect() as conn:
+    with read_engine(engine).connect() as conn:
         rows = conn.execute(select(AuditChainHead.__table__)).all()
     return {int(r.chain): (int(r.seq), str(r.hash)) for r in rows}
 
@@ -333,7 +333,7 @@ def verify(engine: Engine, checkpoint_dir: Path, key_file: Path) -> VerifyReport
     heads = current_heads(engine)
     table = AuditRecord.__table__
     chains = sorted(set(heads) | set(signed))
-    with engine.connect() as conn:
+    with read_engine(engine).connect() as conn:
         present = {int(c) for c in conn.execute(select(table.c.chain).distinct()).scalars()}
         chains = sorted(set(chains) | present)
         for chain in chains:

@@ -111,3 +111,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def read_engine(engine: Engine) -> Engine:
+    """``engine`` for reads only: on SQLite its transactions take no write lock."""
+    return engine.execution_options(readonly=True)

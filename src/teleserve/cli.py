@@ -1,0 +1,314 @@
+"""The ``teleserve`` command line. Every command a script calls takes ``--json``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from teleserve.core.settings import Mode, Settings, get_settings, use_settings
+
+app = typer.Typer(help="Teleserve: telecom customer service and self-service.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema, backup and restore.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+user_app = typer.Typer(help="Staff users.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+app.add_typer(user_app, name="user")
+
+console = Console(stderr=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+def _out(data: dict[str, Any], as_json: bool, human: str | None = None) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+    else:
+        console.print(human if human is not None else data)
+
+
+def _fail(message: str, as_json: bool, code: int = 1) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({"ok": False, "error": message}, ensure_ascii=False) + "\n")
+    else:
+        console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _engine(settings: Settings) -> Any:
+    from teleserve.core.db import make_engine
+
+    return make_engine(settings.database_url)
+
+
+def _sqlite_path(url: str) -> Path:
+    return Path(url.split("sqlite:///", 1)[1])
+
+
+# -- db ------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(as_json: JsonOption = False) -> None:
+    """Create or upgrade the schema to the newest migration."""
+    from teleserve.core import migrate
+
+    settings = get_settings()
+    migrate.upgrade(settings.database_url)
+    head = migrate.head_revision(settings.database_url)
+    _out({"ok": True, "revision": head}, as_json, f"schema at revision {head}")
+
+
+@db_app.command("backup")
+def db_backup(
+    target: Annotated[Path, typer.Argument(help="File to write the backup to.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Online backup of the SQLite database (safe while the server runs)."""
+    settings = get_settings()
+    if not settings.is_sqlite:
+        _fail(
+            "PostgreSQL is backed up with its own tools: "
+            "pg_dump --format=custom --file=teleserve.dump <database> "
+            "(and pg_restore to restore), or continuous archiving with a base backup "
+            "and WAL for point-in-time recovery",
+            as_json,
+            code=2,
+        )
+    source = _sqlite_path(settings.database_url)
+    if not source.exists():
+        _fail(f"no database at {source}", as_json)
+    if target.exists():
+        _fail(f"{target} exists; refusing to overwrite it", as_json)
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst, pages=1024)
+    with sqlite3.connect(target) as check:
+        result = check.execute("PRAGMA integrity_check").fetchone()[0]
+    if result != "ok":
+        _fail(f"backup failed its integrity check: {result}", as_json)
+    _out(
+        {"ok": True, "backup": str(target), "bytes": target.stat().st_size},
+        as_json,
+        f"backed up {source} to {target} ({target.stat().st_size:,} bytes, integrity ok)",
+    )
+
+
+@db_app.command("restore")
+def db_restore(
+    source: Annotated[Path, typer.Argument(help="A backup written by 'teleserve db backup'.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Replace the current database.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Replace the SQLite database with a backup (stop the server first)."""
+    settings = get_settings()
+    if not settings.is_sqlite:
+        _fail("restore PostgreSQL with pg_restore from a pg_dump backup", as_json, code=2)
+    if not source.exists():
+        _fail(f"no backup at {source}", as_json)
+    with sqlite3.connect(source) as check:
+        result = check.execute("PRAGMA integrity_check").fetchone()[0]
+    if result != "ok":
+        _fail(f"{source} failed its integrity check: {result}", as_json)
+    if not yes:
+        _fail("restoring replaces the current database: add --yes", as_json, code=2)
+    target = _sqlite_path(settings.database_url)
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    _out({"ok": True, "restored": str(target)}, as_json, f"restored {target} from {source}")
+
+
+# -- audit ---------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonOption = False) -> None:
+    """Check every audit chain against the latest signed checkpoint."""
+    from teleserve.core import audit
+
+    settings = get_settings()
+    report = audit.verify(
+        _engine(settings), settings.audit_checkpoint_dir, settings.audit_signing_key_file
+    )
+    if as_json:
+        _out(report.as_dict(), True)
+    elif report.ok:
+        console.print(
+            f"[green]audit log intact[/green]: {report.records:,} records in "
+            f"{report.chains} chains; checkpoint {report.checkpoint or 'none yet'}"
+        )
+    else:
+        first = report.first_problem
+        assert first is not None
+        console.print(f"[red]audit log broken[/red]: {first.message}")
+        for problem in report.problems[1:]:
+            console.print(f"  also: {problem.message}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(as_json: JsonOption = False) -> None:
+    """Sign every chain's head and write it outside the database."""
+    from teleserve.core import audit
+
+    settings = get_settings()
+    path = audit.checkpoint(
+        _engine(settings), settings.audit_checkpoint_dir, settings.audit_signing_key_file
+    )
+    _out({"ok": True, "checkpoint": str(path)}, as_json, f"checkpoint written to {path}")
+
+
+# -- serve / demo ----------------------------------------------------------------------
+
+
+def _require_schema(settings: Settings, engine: Any) -> None:
+    from teleserve.core import migrate
+
+    current, head = migrate.current_revision(engine), migrate.head_revision(settings.database_url)
+    if current != head:
+        console.print(
+            f"[red]the database schema is at {current or 'nothing'}, this release needs "
+            f"{head}[/red]: run 'teleserve db upgrade' first"
+        )
+        raise typer.Exit(2)
+
+
+def _run_server(settings: Settings, role: str, banner: list[str] | None = None) -> None:
+    """Run the HTTP app and/or the outbox worker in this process until interrupted."""
+    import threading
+
+    import uvicorn
+
+    from teleserve.core.logging import configure_logging
+    from teleserve.core.worker import run_forever
+    from teleserve.web.app import create_app
+
+    configure_logging(settings.log_level, json_output=settings.log_json)
+    settings.check()
+    engine = _engine(settings)
+    _require_schema(settings, engine)
+    stop = threading.Event()
+    worker_thread = None
+    if role in ("all", "worker"):
+        worker_thread = threading.Thread(
+            target=run_forever, args=(engine, stop), name="outbox-worker", daemon=True
+        )
+        worker_thread.start()
+    for line in banner or []:
+        console.print(line)
+    try:
+        if role in ("all", "http"):
+            uvicorn.run(
+                create_app(settings, engine),
+                host=settings.http_host,
+                port=settings.http_port,
+                log_config=None,
+                access_log=False,
+            )
+        else:
+            stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        if worker_thread is not None:
+            worker_thread.join(timeout=10)
+        engine.dispose()
+
+
+@app.command()
+def serve(
+    role: Annotated[
+        str, typer.Option(help="all (one process), http or worker (scale-out on PostgreSQL).")
+    ] = "all",
+    host: Annotated[str | None, typer.Option(help="HTTP listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
+) -> None:
+    """Run the server: HTTP app and outbox worker (the gateway role joins with the kiosks)."""
+    if role not in ("all", "http", "worker"):
+        console.print(f"[red]unknown role {role!r}[/red]: all, http or worker")
+        raise typer.Exit(2)
+    settings = get_settings()
+    updates = {k: v for k, v in {"http_host": host, "http_port": port}.items() if v}
+    settings = settings.model_copy(update=updates)
+    if settings.is_sqlite and role != "all":
+        console.print("[red]SQLite runs as one process: use --role all[/red]")
+        raise typer.Exit(2)
+    _run_server(settings, role)
+
+
+@app.command()
+def seed(
+    customers: Annotated[
+        int | None, typer.Option(help="How many customers (default: settings.seed_customers).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fill the database with a realistic demo operator (through the services' batch APIs)."""
+    from teleserve.demo.seed import seed_database
+
+    settings = get_settings()
+    engine = _engine(settings)
+    _require_schema(settings, engine)
+    result = seed_database(
+        engine,
+        customers=settings.seed_customers if customers is None else customers,
+        progress=not as_json,
+    )
+    _out(result.as_dict(), as_json, result.summary())
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="Demo customers to create.")] = 10_000,
+    database: Annotated[Path, typer.Option(help="SQLite file (rebuilt).")] = Path(
+        "teleserve-demo.db"
+    ),
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    fresh: Annotated[bool, typer.Option(help="Rebuild the database from nothing.")] = True,
+) -> None:
+    """The newcomer's first command: fresh SQLite database, demo data, the server."""
+    from teleserve.core import migrate
+    from teleserve.demo.seed import DEMO_PASSWORD, seed_database
+
+    if fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+    settings = Settings(
+        mode=Mode.demo,
+        database_url=f"sqlite:///{database}",
+        http_port=port,
+        log_json=False,
+    )
+    use_settings(settings)
+    migrate.upgrade(settings.database_url)
+    engine = _engine(settings)
+    result = seed_database(engine, customers=customers, progress=True) if fresh else None
+    engine.dispose()
+    base = f"http://{settings.http_host}:{port}"
+    table = Table(title="Teleserve demo", show_header=False)
+    table.add_row("health", f"{base}/healthz")
+    table.add_row("readiness", f"{base}/readyz")
+    table.add_row("metrics", f"{base}/metrics")
+    table.add_row("API docs", f"{base}/docs")
+    table.add_row("database", str(database))
+    if result is not None:
+        table.add_row("data", result.summary())
+        for login in result.logins:
+            table.add_row("login", f"{login} / {DEMO_PASSWORD}")
+    console.print(table)
+    _run_server(settings, "all")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""The HTTP application: operational endpoints now; TMF APIs and the console mount here
+in later issues.
+
+- ``GET /healthz`` — liveness: the process answers.
+- ``GET /readyz`` — readiness: the database answers and its schema is at the head
+  migration (a load balancer must not send traffic to a server with an old schema).
+- ``GET /metrics`` — Prometheus text format: request counts and latencies by route.
+- ``/docs`` and ``/openapi.json`` — OpenAPI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import generate_latest
+from sqlalchemy import Engine, text
+
+import teleserve
+from teleserve.core import migrate
+from teleserve.core.errors import DomainError
+from teleserve.core.i18n import normalize_locale
+from teleserve.core.logging import get_logger
+from teleserve.core.settings import Settings
+
+log = get_logger("teleserve.http")
+
+
+class HttpMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "teleserve_http_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "teleserve_http_request_seconds",
+            "HTTP request latency by route",
+            ["route", "method"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+
+
+def create_app(settings: Settings, engine: Engine) -> FastAPI:
+    app = FastAPI(
+        title="Teleserve",
+        version=teleserve.__version__,
+        description="Customer-service and self-service platform for telecom operators.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    metrics = HttpMetrics()
+    app.state.metrics = metrics
+    head = migrate.head_revision(settings.database_url)
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(path, request.method).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        locale = normalize_locale(request.headers.get("accept-language"))
+        return JSONResponse(
+            status_code=exc.status,
+            content={
+                "code": exc.code,
+                "reason": exc.render("en"),
+                "message": exc.render(locale),
+                "status": str(exc.status),
+                "@type": "Error",
+            },
+        )
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": teleserve.__version__}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> JSONResponse:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            current = migrate.current_revision(engine)
+        except Exception as exc:  # any database failure means "not ready"
+            log.warning("readiness check failed", error=str(exc))
+            return JSONResponse(
+                status_code=503, content={"status": "unavailable", "database": "unreachable"}
+            )
+        ready = current == head
+        return JSONResponse(
+            status_code=200 if ready else 503,
+            content={
+                "status": "ready" if ready else "migrations pending",
+                "database": engine.dialect.name,
+                "schema": current,
+                "expected_schema": head,
+            },
+        )
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
