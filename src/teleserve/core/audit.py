@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from teleserve.core.clock import utcnow
-from teleserve.core.db import Base, read_engine
+from teleserve.core.db import Base, read_engine, table_of
 
 GENESIS_HASH = "0" * 64
 
@@ -45,9 +45,12 @@ class AuditRecord(Base):
     __tablename__ = "audit_record"
 
     id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(BigInteger(), "postgresql").with_variant(
+        BigInteger()
+        .with_variant(BigInteger(), "postgresql")
+        .with_variant(
             # SQLite only auto-increments an INTEGER PRIMARY KEY.
-            sqlite.INTEGER(), "sqlite"
+            sqlite.INTEGER(),
+            "sqlite",
         ),
         primary_key=True,
         autoincrement=True,
@@ -154,7 +157,7 @@ def _chains() -> int:
 
 def _lock_head(conn: Connection, chain: int) -> tuple[int, str]:
     """The chain's head, locked for this transaction (created on first use)."""
-    head_table = AuditChainHead.__table__
+    head_table = table_of(AuditChainHead)
     query = select(head_table.c.seq, head_table.c.hash).where(head_table.c.chain == chain)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
@@ -183,7 +186,7 @@ def write(conn: Connection, pending: Iterable[PendingRecord]) -> None:
         seq, prev = _lock_head(conn, chain)
         for record in by_chain[chain]:
             seq += 1
-            values = {
+            values: dict[str, Any] = {
                 "chain": chain,
                 "seq": seq,
                 "at": at,
@@ -198,11 +201,11 @@ def write(conn: Connection, pending: Iterable[PendingRecord]) -> None:
             prev = record_hash(**values)
             rows.append({**values, "hash": prev})
         conn.execute(
-            update(AuditChainHead.__table__)
-            .where(AuditChainHead.__table__.c.chain == chain)
+            update(table_of(AuditChainHead))
+            .where(table_of(AuditChainHead).c.chain == chain)
             .values(seq=seq, hash=prev)
         )
-    conn.execute(AuditRecord.__table__.insert(), rows)
+    conn.execute(table_of(AuditRecord).insert(), rows)
 
 
 # -- checkpoints -----------------------------------------------------------------------
@@ -234,7 +237,7 @@ def _public_hex(key: Ed25519PublicKey) -> str:
 
 def current_heads(engine: Engine) -> dict[int, tuple[int, str]]:
     with read_engine(engine).connect() as conn:
-        rows = conn.execute(select(AuditChainHead.__table__)).all()
+        rows = conn.execute(select(table_of(AuditChainHead))).all()
     return {int(r.chain): (int(r.seq), str(r.hash)) for r in rows}
 
 
@@ -279,8 +282,7 @@ def read_checkpoint(path: Path, key_file: Path) -> dict[int, tuple[int, str]]:
     except Exception as exc:  # cryptography raises InvalidSignature
         raise ValueError(f"{path.name}: bad signature") from exc
     return {
-        int(c): (int(v["seq"]), str(v["hash"]))
-        for c, v in document["checkpoint"]["chains"].items()
+        int(c): (int(v["seq"]), str(v["hash"])) for c, v in document["checkpoint"]["chains"].items()
     }
 
 
@@ -331,7 +333,7 @@ def verify(engine: Engine, checkpoint_dir: Path, key_file: Path) -> VerifyReport
         report.checkpoint = cp_path.name
         signed = read_checkpoint(cp_path, key_file)
     heads = current_heads(engine)
-    table = AuditRecord.__table__
+    table = table_of(AuditRecord)
     chains = sorted(set(heads) | set(signed))
     with read_engine(engine).connect() as conn:
         present = {int(c) for c in conn.execute(select(table.c.chain).distinct()).scalars()}
@@ -352,7 +354,7 @@ def _verify_chain(
     signed: tuple[int, str] | None,
     report: VerifyReport,
 ) -> Problem | None:
-    table = AuditRecord.__table__
+    table = table_of(AuditRecord)
     rows = conn.execution_options(yield_per=2000).execute(
         select(table).where(table.c.chain == chain).order_by(table.c.seq)
     )
@@ -361,29 +363,48 @@ def _verify_chain(
         report.records += 1
         if row.seq != expected_seq:
             return Problem(
-                chain, expected_seq, None, "missing",
+                chain,
+                expected_seq,
+                None,
+                "missing",
                 f"chain {chain}: record seq {expected_seq} is missing (deleted); "
                 f"next present is seq {row.seq} (id {row.id})",
             )
         if row.prev_hash != prev:
             return Problem(
-                chain, row.seq, row.id, "relinked",
+                chain,
+                row.seq,
+                row.id,
+                "relinked",
                 f"chain {chain} seq {row.seq} (id {row.id}) does not link to its predecessor",
             )
         computed = record_hash(
-            chain=row.chain, seq=row.seq, at=row.at, actor_kind=row.actor_kind,
-            actor_id=row.actor_id, action=row.action, subject_type=row.subject_type,
-            subject_id=row.subject_id, detail=row.detail, prev_hash=row.prev_hash,
+            chain=row.chain,
+            seq=row.seq,
+            at=row.at,
+            actor_kind=row.actor_kind,
+            actor_id=row.actor_id,
+            action=row.action,
+            subject_type=row.subject_type,
+            subject_id=row.subject_id,
+            detail=row.detail,
+            prev_hash=row.prev_hash,
         )
         if computed != row.hash:
             return Problem(
-                chain, row.seq, row.id, "edited",
+                chain,
+                row.seq,
+                row.id,
+                "edited",
                 f"chain {chain} seq {row.seq} (id {row.id}) was edited: its hash does not "
                 "match its content",
             )
         if signed is not None and row.seq == signed[0] and row.hash != signed[1]:
             return Problem(
-                chain, row.seq, row.id, "rewritten",
+                chain,
+                row.seq,
+                row.id,
+                "rewritten",
                 f"chain {chain} seq {row.seq} (id {row.id}) differs from the signed "
                 "checkpoint: the tail from here on was rewritten",
             )
@@ -392,13 +413,19 @@ def _verify_chain(
     last_seq = expected_seq - 1
     if signed is not None and last_seq < signed[0]:
         return Problem(
-            chain, last_seq + 1, None, "missing",
+            chain,
+            last_seq + 1,
+            None,
+            "missing",
             f"chain {chain} ends at seq {last_seq} but the signed checkpoint has seq "
             f"{signed[0]}: records were deleted from the end",
         )
     if head is not None and head != (last_seq, prev):
         return Problem(
-            chain, last_seq + 1, None, "head",
+            chain,
+            last_seq + 1,
+            None,
+            "head",
             f"chain {chain}: head says seq {head[0]} but the chain ends at seq {last_seq}",
         )
     return None

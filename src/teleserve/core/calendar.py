@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Date, String, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
-from teleserve.core.db import Base
+from teleserve.core.db import Base, table_of
 from teleserve.core.errors import ValidationError
 from teleserve.core.i18n import _
 
@@ -36,20 +36,27 @@ class CalendarDay(Base):
 # Council for 2026 (国办发明电〔2025〕7号). Operators edit their calendar in the console;
 # this is only what a fresh installation starts with.
 CN_2026: tuple[tuple[str, str, str], ...] = (
-    ("2026-01-01", HOLIDAY, "元旦"), ("2026-01-02", HOLIDAY, "元旦"),
-    ("2026-01-03", HOLIDAY, "元旦"), ("2026-01-04", WORKDAY, "元旦调休上班"),
+    ("2026-01-01", HOLIDAY, "元旦"),
+    ("2026-01-02", HOLIDAY, "元旦"),
+    ("2026-01-03", HOLIDAY, "元旦"),
+    ("2026-01-04", WORKDAY, "元旦调休上班"),
     *((f"2026-02-{d:02d}", HOLIDAY, "春节") for d in range(15, 24)),
-    ("2026-02-14", WORKDAY, "春节调休上班"), ("2026-02-28", WORKDAY, "春节调休上班"),
-    ("2026-04-04", HOLIDAY, "清明节"), ("2026-04-05", HOLIDAY, "清明节"),
+    ("2026-02-14", WORKDAY, "春节调休上班"),
+    ("2026-02-28", WORKDAY, "春节调休上班"),
+    ("2026-04-04", HOLIDAY, "清明节"),
+    ("2026-04-05", HOLIDAY, "清明节"),
     ("2026-04-06", HOLIDAY, "清明节"),
     *((f"2026-05-0{d}", HOLIDAY, "劳动节") for d in range(1, 6)),
     ("2026-05-09", WORKDAY, "劳动节调休上班"),
-    ("2026-06-19", HOLIDAY, "端午节"), ("2026-06-20", HOLIDAY, "端午节"),
+    ("2026-06-19", HOLIDAY, "端午节"),
+    ("2026-06-20", HOLIDAY, "端午节"),
     ("2026-06-21", HOLIDAY, "端午节"),
-    ("2026-09-25", HOLIDAY, "中秋节"), ("2026-09-26", HOLIDAY, "中秋节"),
+    ("2026-09-25", HOLIDAY, "中秋节"),
+    ("2026-09-26", HOLIDAY, "中秋节"),
     ("2026-09-27", HOLIDAY, "中秋节"),
     *((f"2026-10-0{d}", HOLIDAY, "国庆节") for d in range(1, 8)),
-    ("2026-09-20", WORKDAY, "国庆节调休上班"), ("2026-10-10", WORKDAY, "国庆节调休上班"),
+    ("2026-09-20", WORKDAY, "国庆节调休上班"),
+    ("2026-10-10", WORKDAY, "国庆节调休上班"),
 )
 
 
@@ -118,7 +125,7 @@ class BusinessCalendar:
 
 
 def load_calendar(conn: Connection, tz: str = "Asia/Shanghai") -> BusinessCalendar:
-    rows = conn.execute(select(CalendarDay.__table__)).all()
+    rows = conn.execute(select(table_of(CalendarDay))).all()
     return BusinessCalendar({r.day: r.kind for r in rows}, tz=tz)
 
 
@@ -126,7 +133,7 @@ def set_day(conn: Connection, day: date, kind: str, name: str) -> None:
     """Declare ``day`` a holiday or a (make-up) working day, replacing any earlier entry."""
     if kind not in (HOLIDAY, WORKDAY):
         raise ValidationError(_("A calendar day is a holiday or a workday, not {kind}"), kind=kind)
-    table = CalendarDay.__table__
+    table = table_of(CalendarDay)
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     statement = insert(table).values(day=day, kind=kind, name=name)
     conn.execute(

@@ -33,9 +33,9 @@ def _subkey(data_key: str, purpose: str) -> bytes:
     master = base64.b64decode(data_key)
     if len(master) < 32:
         raise ValueError("TELESERVE_DATA_KEY must be base64 of at least 32 bytes")
-    return HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()
-    ).derive(master)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+        master
+    )
 
 
 def subkey(purpose: str) -> bytes:

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from teleserve.core.clock import business_date
-from teleserve.core.db import Base
+from teleserve.core.db import Base, table_of
 
 
 class RecordSequence(Base):
@@ -22,12 +22,14 @@ class RecordSequence(Base):
 
 
 def next_value(conn: Connection, name: str) -> int:
-    table = RecordSequence.__table__
+    table = table_of(RecordSequence)
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(table).values(name=name, value=1)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.name], set_={"value": table.c.value + 1}
-    ).returning(table.c.value)
+    statement = (
+        insert(table)
+        .values(name=name, value=1)
+        .on_conflict_do_update(index_elements=[table.c.name], set_={"value": table.c.value + 1})
+        .returning(table.c.value)
+    )
     return int(conn.execute(statement).scalar_one())
 
 
