@@ -14,7 +14,9 @@ from rich.table import Table
 
 from teleserve.core.settings import Mode, Settings, get_settings, use_settings
 
-app = typer.Typer(help="Teleserve: telecom customer service and self-service.", no_args_is_help=True)
+app = typer.Typer(
+    help="Teleserve: telecom customer service and self-service.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema, backup and restore.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 user_app = typer.Typer(help="Staff users.", no_args_is_help=True)

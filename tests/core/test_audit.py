@@ -106,10 +106,16 @@ def test_rewritten_tail_is_caught_by_the_signed_checkpoint(make_uow, engine, set
         prev = rows[2].hash
         for row in rows[3:]:
             forged = {
-                "chain": row.chain, "seq": row.seq, "at": row.at,
-                "actor_kind": row.actor_kind, "actor_id": "intruder",
-                "action": row.action, "subject_type": row.subject_type,
-                "subject_id": row.subject_id, "detail": row.detail, "prev_hash": prev,
+                "chain": row.chain,
+                "seq": row.seq,
+                "at": row.at,
+                "actor_kind": row.actor_kind,
+                "actor_id": "intruder",
+                "action": row.action,
+                "subject_type": row.subject_type,
+                "subject_id": row.subject_id,
+                "detail": row.detail,
+                "prev_hash": prev,
             }
             prev = record_hash(**forged)
             conn.execute(
