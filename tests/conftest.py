@@ -104,9 +104,11 @@ def engine(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Engin
     metadata = load_all().metadata
     if BACKEND == "postgresql":
         pg: Engine = request.getfixturevalue("_pg_engine")
-        names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+        # DELETE, not TRUNCATE: truncating ~40 (mostly empty) tables costs ~0.7 s per
+        # test, deleting from them ~12 ms. Children first, for the foreign keys.
         with pg.begin() as conn:
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
         yield pg
         return
     eng = make_engine(settings.database_url)

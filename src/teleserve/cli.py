@@ -187,6 +187,7 @@ def _run_server(settings: Settings, role: str, banner: list[str] | None = None) 
 
     import uvicorn
 
+    from teleserve import tasks
     from teleserve.core.logging import configure_logging
     from teleserve.core.worker import run_forever
     from teleserve.web.app import create_app
@@ -195,6 +196,7 @@ def _run_server(settings: Settings, role: str, banner: list[str] | None = None) 
     settings.check()
     engine = _engine(settings)
     _require_schema(settings, engine)
+    tasks.load_all()
     stop = threading.Event()
     worker_thread = None
     if role in ("all", "worker"):

@@ -9,6 +9,7 @@ from teleserve.core.db import Base
 MODEL_MODULES = (
     "teleserve.core.audit",
     "teleserve.core.outbox",
+    "teleserve.core.worker",
     "teleserve.core.calendar",
     "teleserve.core.sequences",
     "teleserve.iam.models",

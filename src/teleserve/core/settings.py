@@ -11,7 +11,7 @@ import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -81,6 +81,19 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = 8
     outbox_backoff_seconds: float = 2.0
     outbox_batch: int = 100
+    outbox_lease_seconds: float = 300.0
+    outbox_backoff_max_seconds: float = 900.0
+    outbox_retention_days: int = 7
+
+    # Email through SMTP (no server configured by default: email then fails honestly in
+    # production and is recorded by the development sender in demo mode).
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "teleserve@localhost"
+    smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    smtp_timeout_seconds: float = 10.0
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -1,0 +1,1 @@
+"""Demo data for `teleserve demo` and `teleserve seed`."""

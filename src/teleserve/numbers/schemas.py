@@ -1,0 +1,70 @@
+"""What the numbers service returns (and what a later TMF685 router will serialise)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from teleserve.numbers.models import NumberKind, NumberStatus
+
+
+class NumberOut(BaseModel):
+    """A number as the caller may see it. ``status`` is the *effective* state: a lapsed
+    reservation or an ended quarantine already reads ``free`` before any sweep runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: str
+    kind: NumberKind
+    org_path: str
+    status: NumberStatus
+    grade_code: str
+    premium_fee: int = Field(description="one-time premium 靓号 fee, fen")
+    min_plan_fee: int = Field(description="lowest monthly plan fee allowed, fen")
+    holder: str | None = None
+    reserved_until: datetime | None = None
+    customer_id: str | None = None
+    subscription_ref: str | None = None
+    assigned_at: datetime | None = None
+    quarantine_until: datetime | None = None
+
+
+class RangeOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    org_path: str
+    kind: NumberKind
+    prefix: str
+    start_suffix: str
+    end_suffix: str
+    first: str
+    last: str
+    size: int
+    name: str
+    created_at: datetime
+    # Only filled by ``create_range``: how many of the new numbers fell in each grade.
+    grades: dict[str, int] = Field(default_factory=dict)
+
+
+class GradeOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    name_zh: str
+    name_en: str
+    pattern: str
+    digits: int
+    premium_fee: int
+    min_plan_fee: int
+    priority: int
+
+
+class SweepOut(BaseModel):
+    """What a sweep changed: the numbers whose stored state it rewrote to ``free``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    count: int
+    numbers: list[str]

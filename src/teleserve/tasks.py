@@ -1,0 +1,15 @@
+"""Every domain's outbox handlers and timers, imported so the worker knows them all."""
+
+from __future__ import annotations
+
+import importlib
+
+TASK_MODULES = (
+    "teleserve.notify.tasks",
+    "teleserve.numbers.tasks",
+)
+
+
+def load_all() -> None:
+    for module in TASK_MODULES:
+        importlib.import_module(module)
