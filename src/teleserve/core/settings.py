@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     customer_auth_global_per_minute: int = 600
     customer_auth_per_terminal_per_minute: int = 60
     customer_token_idle_seconds: int = 300
+    customer_face_match_pass_mark: int = 80
     number_reservation_minutes: int = 30
     number_quarantine_days: int = 90
     numbers_per_id_card: int = 5
