@@ -1,0 +1,1031 @@
+"""Use cases of the payments domain: the only code that records or moves money.
+
+Recording (``record_payments``) is the one write path for money (DESIGN.md section 4): the
+kiosk gateway, the counter, the REST API and the seed all call it with a batch of one or
+many requests. It writes through SQLAlchemy Core in batched statements — a batch of 200
+payments costs about the same dozen statements as a batch of one — and never the ORM.
+
+Batch semantics
+    Every request is validated before anything is written. An invalid request (bad
+    amount, unknown channel, missing cash box...) gets an outcome with ``error`` set and
+    writes nothing; the valid ones are recorded. A call with exactly one request raises
+    that request's error instead (the counter, the REST API). A permission failure
+    raises for the whole batch.
+
+Idempotency (DESIGN.md section 5)
+    Each request carries a client key, unique in ``payment_idempotency`` together with a
+    SHA-256 of the canonical request body and the first answer. A retry with the same key
+    and body returns the first answer (``replayed=True``) and writes nothing — not even an
+    audit record; the same key with another body is refused (``Conflict``, code
+    ``idempotency_conflict``). Both rules hold inside one batch: a later item repeating an
+    earlier one is a replay, a later item with another body is refused. Keys are claimed
+    with ``INSERT .. ON CONFLICT DO NOTHING RETURNING``: on PostgreSQL a concurrent
+    transaction holding the same key makes the claim wait for its commit and then become a
+    replay, never a duplicate payment nor an aborted batch.
+
+Money received is never refused (DESIGN.md section 6)
+    A valid payment whose billing account is unknown or closed, or that names only a
+    service number, is recorded ``held`` (money moved to the ``suspense`` account) with a
+    reason; staff settle it to an account (``settle_held``) or reverse it.
+
+Statuses: ``completed``, ``pending`` (``PaymentRequest.pending``: a pending transfer that
+``post_pending`` posts later), ``held`` and ``reversed``; the allowed transitions are the
+table ``_TRANSITIONS``. Receipt numbers are ``R`` + business date + a database-wide serial
+(``ledger.receipt_number``).
+
+Permissions: ``payments.record`` (record, post), ``payments.reverse``,
+``payments.settle``, ``payments.read`` (balances, payments, the ledger check, which is
+operator-wide). Opening and closing the ledger mirror of a billing account is part of
+managing that billing account, so it needs ``customers.write``; the customers domain calls
+``ensure_customer_accounts`` / ``close_customer_account`` when it opens or closes one.
+Payments are visible to actors whose subtree holds the payment's owner (the customer's
+organisation; the receiving one while held) or the organisation that received the money.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, bindparam, select, update
+
+from teleserve.core.actor import Actor
+from teleserve.core.clock import business_date, utcnow
+from teleserve.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from teleserve.core.i18n import _
+from teleserve.core.ids import new_id
+from teleserve.core.settings import get_settings
+from teleserve.core.uow import UnitOfWork
+from teleserve.payments import ledger
+from teleserve.payments.models import (
+    AccountKind,
+    AccountStatus,
+    Channel,
+    HeldReason,
+    PaymentStatus,
+    TransferKind,
+    TransferStatus,
+    account_table,
+    idempotency_table,
+    payment_table,
+    transfer_table,
+)
+from teleserve.payments.schemas import (
+    AccountBalance,
+    CustomerAccountSpec,
+    PaymentOutcome,
+    PaymentRequest,
+    PaymentView,
+)
+
+__all__ = [
+    "AccountBalance",
+    "CustomerAccountSpec",
+    "PaymentOutcome",
+    "PaymentRequest",
+    "PaymentView",
+    "account_balance",
+    "check_ledger",
+    "close_customer_account",
+    "ensure_customer_accounts",
+    "get_payment",
+    "get_payment_by_key",
+    "open_customer_account",
+    "post_pending",
+    "record_payments",
+    "reverse_payment",
+    "settle_held",
+    "system_account_balance",
+]
+
+# A sanity bound, not a business limit: 1,000,000,000.00 yuan. It keeps any SUM of
+# amounts far inside 64 bits.
+MAX_AMOUNT = 100_000_000_000
+MAX_KEY = 200
+MAX_REASON = 200
+
+# Column widths of the optional text fields of a request (models.Payment).
+_TEXT_FIELDS: dict[str, int] = {
+    "billing_account_id": 32,
+    "service_number": 32,
+    "source_id": 64,
+    "terminal_id": 64,
+    "terminal_serial": 64,
+    "card_auth_code": 12,
+    "card_rrn": 24,
+    "external_ref": 64,
+    "org_path": 255,
+}
+
+# External references each channel must carry (reconciliation matches on them).
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    Channel.kiosk_cash: ("source_id", "terminal_id", "terminal_serial"),
+    Channel.kiosk_card: ("terminal_id", "terminal_serial"),
+    Channel.counter_cash: ("source_id",),
+    Channel.web: (),
+    Channel.api: (),
+}
+
+# The payment state machine: (status, action) -> new status. Checked only in ``_transition``.
+_TRANSITIONS: dict[tuple[str, str], PaymentStatus] = {
+    (PaymentStatus.pending, "post"): PaymentStatus.completed,
+    (PaymentStatus.pending, "hold"): PaymentStatus.held,  # posted when its account closed
+    (PaymentStatus.pending, "reverse"): PaymentStatus.reversed,
+    (PaymentStatus.held, "settle"): PaymentStatus.completed,
+    (PaymentStatus.held, "reverse"): PaymentStatus.reversed,
+    (PaymentStatus.completed, "reverse"): PaymentStatus.reversed,
+}
+_REFUSALS = {
+    "post": _("Payment {receipt_no} is {status}, so it cannot be posted"),
+    "settle": _("Payment {receipt_no} is {status}, so it cannot be settled"),
+}
+
+
+def _transition(row: RowMapping, action: str) -> PaymentStatus:
+    new = _TRANSITIONS.get((row["status"], action))
+    if new is None:
+        raise Conflict(
+            _REFUSALS.get(action, _("Payment {receipt_no} is {status}, so it cannot be changed")),
+            code="invalid_payment_state",
+            receipt_no=row["receipt_no"],
+            status=row["status"],
+        )
+    return new
+
+
+# -- validation ------------------------------------------------------------------------
+
+
+def _check_text(name: str, value: object, limit: int) -> None:
+    if value is not None and (
+        not isinstance(value, str) or not value.strip() or len(value) > limit
+    ):
+        raise ValidationError(
+            _("{field} must be text of 1 to {max} characters"),
+            code="invalid_field",
+            field=name,
+            max=limit,
+        )
+
+
+def _require_text(name: str, value: object, limit: int) -> None:
+    _check_text(name, "" if value is None else value, limit)
+
+
+def _check_org_path(value: object) -> None:
+    if not (isinstance(value, str) and value.startswith("/") and value.endswith("/")):
+        raise ValidationError(
+            _("An organisation path starts and ends with /: {org_path}"),
+            code="invalid_org_path",
+            org_path=value,
+        )
+
+
+def _check_amount(amount: object) -> None:
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        raise ValidationError(_("The amount must be a whole number of fen"), code="invalid_amount")
+    if amount <= 0:
+        raise ValidationError(_("The amount must be positive"), code="invalid_amount")
+    if amount > MAX_AMOUNT:
+        raise ValidationError(
+            _("The amount must not exceed {max} fen"), code="invalid_amount", max=MAX_AMOUNT
+        )
+
+
+def _check_currency(currency: object, expected: str) -> None:
+    if currency != expected:
+        raise ValidationError(
+            _("Payments are accepted in {currency} only"),
+            code="invalid_currency",
+            currency=expected,
+        )
+
+
+def _validate(request: PaymentRequest, currency: str) -> None:
+    """Refuse a request that can never be accepted as given (before anything is written)."""
+    key = request.idempotency_key
+    if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY:
+        raise ValidationError(
+            _("An idempotency key of 1 to {max} characters is required"),
+            code="invalid_idempotency_key",
+            max=MAX_KEY,
+        )
+    if not isinstance(request.channel, str) or request.channel not in _REQUIRED:
+        raise ValidationError(
+            _("Unknown payment channel {channel}"), code="invalid_channel", channel=request.channel
+        )
+    _check_amount(request.amount)
+    _check_currency(request.currency, currency)
+    for name, limit in _TEXT_FIELDS.items():
+        _check_text(name, getattr(request, name), limit)
+    if request.org_path is not None:
+        _check_org_path(request.org_path)
+    if request.billing_account_id is None and request.service_number is None:
+        raise ValidationError(
+            _("A payment needs a billing account or a service number"), code="missing_target"
+        )
+    for name in _REQUIRED[request.channel]:
+        if getattr(request, name) is None:
+            raise ValidationError(
+                _("{field} is required for {channel} payments"),
+                code="missing_field",
+                field=name,
+                channel=request.channel,
+            )
+    if not isinstance(request.pending, bool):
+        raise ValidationError(
+            _("{field} must be true or false"), code="invalid_field", field="pending"
+        )
+
+
+def _idempotency_conflict(key: str) -> Conflict:
+    return Conflict(
+        _("The idempotency key {key} was already used for another request"),
+        code="idempotency_conflict",
+        key=key,
+    )
+
+
+# -- recording -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    body_hash: str
+    response: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A fresh request with everything decided before the batch is written."""
+
+    index: int
+    digest: str
+    request: PaymentRequest
+    outcome: PaymentOutcome
+    account: ledger.CustomerAccount | None
+    source_account_id: str
+    received_org_path: str
+
+
+def record_payments(uow: UnitOfWork, requests: Sequence[PaymentRequest]) -> list[PaymentOutcome]:
+    """Record a batch of payments; one outcome per request, in order (module docstring)."""
+    uow.actor.require("payments.record")
+    currency = get_settings().currency
+    outcomes: list[PaymentOutcome | None] = [None] * len(requests)
+    by_key: dict[str, list[tuple[int, str]]] = {}  # key -> [(index, body hash)] in order
+    for index, request in enumerate(requests):
+        key = request.idempotency_key if isinstance(request.idempotency_key, str) else ""
+        try:
+            _validate(request, currency)
+        except ValidationError as error:
+            outcomes[index] = PaymentOutcome.failed(key, error)
+            continue
+        by_key.setdefault(key, []).append((index, request.body_hash()))
+
+    followers: list[tuple[int, int]] = []  # (index, index of the same request earlier)
+    if by_key:
+        stored = _stored_answers(uow.connection, by_key)
+        fresh: list[tuple[int, str]] = []
+        for key, items in by_key.items():
+            if key in stored:  # every item is a retry of the stored first request
+                for index, digest in items:
+                    outcomes[index] = _replay(key, digest, stored[key])
+                continue
+            # A new key: its first item is recorded, later ones repeat it or conflict.
+            (first, first_digest), *later = items
+            fresh.append((first, first_digest))
+            for index, digest in later:
+                if digest == first_digest:
+                    followers.append((index, first))
+                else:
+                    outcomes[index] = PaymentOutcome.failed(key, _idempotency_conflict(key))
+        if fresh:
+            for index, outcome in _record_fresh(uow, requests, fresh).items():
+                outcomes[index] = outcome
+
+    for index, leader in followers:
+        first_outcome = outcomes[leader]
+        assert first_outcome is not None
+        outcomes[index] = (
+            replace(first_outcome, replayed=True) if first_outcome.ok else first_outcome
+        )
+
+    result = [outcome for outcome in outcomes if outcome is not None]
+    assert len(result) == len(requests)
+    if len(result) == 1 and result[0].error is not None:
+        raise result[0].error
+    return result
+
+
+_STORED_ANSWERS = select(
+    idempotency_table.c.key, idempotency_table.c.body_hash, idempotency_table.c.response
+).where(idempotency_table.c.key.in_(bindparam("keys", expanding=True)))
+_INSERT_PAYMENTS = payment_table.insert()
+
+
+def _stored_answers(conn: Connection, keys: Collection[str]) -> dict[str, _Stored]:
+    found: dict[str, _Stored] = {}
+    for part in ledger.chunks(sorted(keys)):
+        rows = conn.execute(_STORED_ANSWERS, {"keys": list(part)})
+        found.update({row.key: _Stored(row.body_hash, row.response) for row in rows})
+    return found
+
+
+def _replay(key: str, digest: str, stored: _Stored) -> PaymentOutcome:
+    if stored.body_hash != digest:
+        return PaymentOutcome.failed(key, _idempotency_conflict(key))
+    return PaymentOutcome.from_answer(key, stored.response)
+
+
+def _source_code(request: PaymentRequest) -> str:
+    """The system account the money came in through."""
+    if request.channel == Channel.kiosk_cash:
+        return f"cash_box:{request.source_id}"
+    if request.channel == Channel.counter_cash:
+        return f"cash_desk:{request.source_id}"
+    return f"clearing:{'card' if request.channel == Channel.kiosk_card else request.channel}"
+
+
+def _record_fresh(
+    uow: UnitOfWork, requests: Sequence[PaymentRequest], fresh: Sequence[tuple[int, str]]
+) -> dict[int, PaymentOutcome]:
+    conn = uow.connection
+    settings = get_settings()
+    now = utcnow()
+    day = business_date(now, settings.timezone)
+    system_codes: dict[str, str] = {}  # code -> owning org path (first seen)
+    targets: set[str] = set()
+    for index, _digest in fresh:
+        request = requests[index]
+        source = _source_code(request)
+        # A cash box or desk belongs to the hall that uses it; clearing accounts do not.
+        owner = (request.org_path or uow.actor.org_path) if source.startswith("cash_") else "/"
+        system_codes.setdefault(source, owner)
+        if request.billing_account_id is not None:
+            targets.add(request.billing_account_id)
+    accounts, existing = ledger.load_accounts(conn, targets, [*system_codes, ledger.SUSPENSE])
+    serials = ledger.receipt_serials(conn, len(fresh))
+    plans: list[_Plan] = []
+    for (index, digest), serial in zip(fresh, serials, strict=True):
+        request = requests[index]
+        received_org = request.org_path or uow.actor.org_path
+        source = _source_code(request)
+        account = accounts.get(request.billing_account_id or "")
+        reason = _held_reason(request, account)
+        if reason is not None:
+            status = PaymentStatus.held
+            system_codes.setdefault(ledger.SUSPENSE, "/")
+        else:
+            status = PaymentStatus.pending if request.pending else PaymentStatus.completed
+        outcome = PaymentOutcome(
+            idempotency_key=request.idempotency_key,
+            payment_id=new_id(),
+            receipt_no=ledger.receipt_number(day, serial),
+            status=status.value,
+            held_reason=reason,
+            amount=request.amount,
+            currency=request.currency,
+            billing_account_id=request.billing_account_id,
+            business_date=day.isoformat(),
+            created_at=now.isoformat(),
+        )
+        plans.append(
+            _Plan(
+                index,
+                digest,
+                request,
+                outcome,
+                account if reason is None else None,
+                ledger.account_id_for(source),
+                received_org,
+            )
+        )
+
+    results: dict[int, PaymentOutcome] = {}
+    claimed = _claim_keys(conn, plans, now)
+    if len(claimed) < len(plans):
+        # Another transaction committed these keys while we prepared: answer as a retry.
+        # (Their receipt serials stay unused: receipt numbers may have gaps.)
+        lost = [plan for plan in plans if plan.request.idempotency_key not in claimed]
+        stored = _stored_answers(conn, [plan.request.idempotency_key for plan in lost])
+        for plan in lost:
+            key = plan.request.idempotency_key
+            results[plan.index] = _replay(key, plan.digest, stored[key])
+        plans = [plan for plan in plans if plan.request.idempotency_key in claimed]
+    if not plans:
+        return results
+
+    missing = {code: owner for code, owner in system_codes.items() if code not in existing}
+    if missing:
+        ledger.ensure_system_accounts(conn, missing, currency=settings.currency, now=now)
+    conn.execute(_INSERT_PAYMENTS, [_payment_row(uow.actor, plan, now, day) for plan in plans])
+    transfers = [_first_transfer(plan) for plan in plans]
+    maintained = {plan.account.id for plan in plans if plan.account is not None}
+    ledger.write_transfers(conn, transfers, now=now, day=day, maintained=maintained)
+    for plan in plans:
+        _announce_recorded(uow, plan)
+        results[plan.index] = plan.outcome
+    return results
+
+
+def _held_reason(request: PaymentRequest, account: ledger.CustomerAccount | None) -> str | None:
+    if request.billing_account_id is None:
+        return HeldReason.unresolved_target.value
+    if account is None:
+        return HeldReason.unknown_account.value
+    if not account.is_open:
+        return HeldReason.account_closed.value
+    return None
+
+
+def _claim_keys(conn: Connection, plans: Sequence[_Plan], now: datetime) -> set[str]:
+    """Insert the idempotency rows; returns the keys this transaction now owns."""
+    t = idempotency_table
+    rows = sorted(
+        (
+            {
+                "key": plan.request.idempotency_key,
+                "body_hash": plan.digest,
+                "payment_id": plan.outcome.payment_id,
+                "response": plan.outcome.answer(),
+                "created_at": now,
+            }
+            for plan in plans
+        ),
+        key=lambda row: str(row["key"]),  # one lock order for concurrent batches
+    )
+    statement = ledger.insert_or_nothing(conn, t, returning="key")
+    claimed: set[str] = set()
+    for part in ledger.chunks(rows):
+        claimed.update(conn.execute(statement, list(part)).scalars())
+    return claimed
+
+
+def _payment_row(actor: Actor, plan: _Plan, now: datetime, day: date) -> dict[str, Any]:
+    request, outcome, account = plan.request, plan.outcome, plan.account
+    return {
+        "id": outcome.payment_id,
+        "receipt_no": outcome.receipt_no,
+        "idempotency_key": request.idempotency_key,
+        "channel": request.channel,
+        "amount": request.amount,
+        "currency": request.currency,
+        "status": outcome.status,
+        "held_reason": outcome.held_reason,
+        "billing_account_id": request.billing_account_id,
+        "service_number": request.service_number,
+        "ledger_account_id": account.id if account is not None else None,
+        "source_account_id": plan.source_account_id,
+        "customer_id": account.customer_id if account is not None else None,
+        "org_path": account.org_path if account is not None else plan.received_org_path,
+        "received_org_path": plan.received_org_path,
+        "source_id": request.source_id,
+        "terminal_id": request.terminal_id,
+        "terminal_serial": request.terminal_serial,
+        "card_auth_code": request.card_auth_code,
+        "card_rrn": request.card_rrn,
+        "external_ref": request.external_ref,
+        "recorded_by_kind": str(actor.kind),
+        "recorded_by": actor.id,
+        "created_at": now,
+        "business_date": day,
+        "completed_at": now if outcome.status == PaymentStatus.completed else None,
+        "settled_at": None,
+        "reversed_at": None,
+        "reversal_reason": None,
+    }
+
+
+def _first_transfer(plan: _Plan) -> ledger.Transfer:
+    outcome = plan.outcome
+    assert outcome.payment_id is not None and outcome.amount is not None
+    if plan.account is None:
+        return ledger.Transfer(
+            new_id(),
+            TransferKind.hold,
+            plan.source_account_id,
+            ledger.account_id_for(ledger.SUSPENSE),
+            outcome.amount,
+            payment_id=outcome.payment_id,
+        )
+    return ledger.Transfer(
+        new_id(),
+        TransferKind.payment,
+        plan.source_account_id,
+        plan.account.id,
+        outcome.amount,
+        pending=outcome.status == PaymentStatus.pending,
+        payment_id=outcome.payment_id,
+    )
+
+
+def _announce_recorded(uow: UnitOfWork, plan: _Plan) -> None:
+    request, outcome = plan.request, plan.outcome
+    assert outcome.payment_id is not None
+    uow.audit(
+        "payment.recorded",
+        "payment",
+        outcome.payment_id,
+        {
+            "receipt_no": outcome.receipt_no,
+            "channel": request.channel,
+            "amount": request.amount,
+            "currency": request.currency,
+            "status": outcome.status,
+            "held_reason": outcome.held_reason,
+            "billing_account_id": request.billing_account_id,
+            "source_id": request.source_id,
+            "terminal_id": request.terminal_id,
+            "terminal_serial": request.terminal_serial,
+        },
+    )
+    uow.emit(
+        "payments.recorded",
+        {
+            "payment_id": outcome.payment_id,
+            "receipt_no": outcome.receipt_no,
+            "status": outcome.status,
+            "held_reason": outcome.held_reason,
+            "amount": request.amount,
+            "currency": request.currency,
+            "channel": request.channel,
+            "billing_account_id": request.billing_account_id,
+            "customer_id": plan.account.customer_id if plan.account is not None else None,
+            "service_number": request.service_number,
+            "business_date": outcome.business_date,
+        },
+        key=request.billing_account_id or outcome.payment_id,
+    )
+
+
+# -- changing a payment ----------------------------------------------------------------
+
+
+def _visible(actor: Actor, row: RowMapping) -> bool:
+    return actor.sees(row["org_path"]) or actor.sees(row["received_org_path"])
+
+
+def _locked_payment(uow: UnitOfWork, payment_id: str) -> RowMapping:
+    """The payment row, locked until commit (PostgreSQL; SQLite has one writer)."""
+    t = payment_table
+    row = None
+    if isinstance(payment_id, str):
+        row = (
+            uow.connection.execute(select(t).where(t.c.id == payment_id).with_for_update())
+            .mappings()
+            .first()
+        )
+    if row is None or not _visible(uow.actor, row):
+        raise NotFound(_("No such payment"), code="payment_not_found")
+    return row
+
+
+def _reread(uow: UnitOfWork, payment_id: str) -> PaymentView:
+    t = payment_table
+    row = uow.connection.execute(select(t).where(t.c.id == payment_id)).mappings().one()
+    return _view(row)
+
+
+def _set_payment(uow: UnitOfWork, payment_id: str, **values: Any) -> None:
+    uow.connection.execute(
+        update(payment_table).where(payment_table.c.id == payment_id).values(**values)
+    )
+
+
+def _event(row: RowMapping, **extra: Any) -> dict[str, Any]:
+    return {
+        "payment_id": row["id"],
+        "receipt_no": row["receipt_no"],
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "channel": row["channel"],
+        "billing_account_id": row["billing_account_id"],
+        "customer_id": row["customer_id"],
+        **extra,
+    }
+
+
+def _pending_transfer_id(conn: Connection, payment_id: str) -> str:
+    t = transfer_table
+    return str(
+        conn.execute(
+            select(t.c.id).where(
+                t.c.payment_id == payment_id, t.c.status == TransferStatus.pending.value
+            )
+        ).scalar_one()
+    )
+
+
+def _last_posted_into(conn: Connection, payment_id: str, account_id: str) -> str:
+    t = transfer_table
+    return str(
+        conn.execute(
+            select(t.c.id)
+            .where(
+                t.c.payment_id == payment_id,
+                t.c.credit_account_id == account_id,
+                t.c.status == TransferStatus.posted.value,
+            )
+            .order_by(t.c.created_at.desc(), t.c.id.desc())
+            .limit(1)
+        ).scalar_one()
+    )
+
+
+def reverse_payment(uow: UnitOfWork, payment_id: str, reason: str) -> PaymentView:
+    """Reverse (冲正) a payment: void its pending transfer, or post a compensating transfer
+    from wherever the money sits back to its source. Reversing a reversed payment changes
+    nothing. A reversal may leave a prepaid balance negative (the money was spent): that
+    is arrears for billing to collect, not a reason to keep wrong money."""
+    uow.actor.require("payments.reverse")
+    _require_text("reason", reason, MAX_REASON)
+    row = _locked_payment(uow, payment_id)
+    if row["status"] == PaymentStatus.reversed:
+        return _view(row)
+    new_status = _transition(row, "reverse")
+    conn = uow.connection
+    now = utcnow()
+    day = business_date(now, get_settings().timezone)
+    customer_account = row["ledger_account_id"]
+    maintained = {customer_account} if customer_account else set()
+    if row["status"] == PaymentStatus.pending:
+        ledger.resolve_pending(
+            conn,
+            _pending_transfer_id(conn, row["id"]),
+            post=False,
+            now=now,
+            day=day,
+            maintained=maintained,
+        )
+    else:
+        holder = (
+            customer_account
+            if row["status"] == PaymentStatus.completed
+            else ledger.account_id_for(ledger.SUSPENSE)
+        )
+        compensation = ledger.Transfer(
+            new_id(),
+            TransferKind.reversal,
+            holder,
+            row["source_account_id"],
+            row["amount"],
+            payment_id=row["id"],
+            reverses_id=_last_posted_into(conn, row["id"], holder),
+        )
+        ledger.write_transfers(conn, [compensation], now=now, day=day, maintained=maintained)
+    _set_payment(uow, row["id"], status=new_status.value, reversed_at=now, reversal_reason=reason)
+    uow.audit(
+        "payment.reversed",
+        "payment",
+        row["id"],
+        {
+            "receipt_no": row["receipt_no"],
+            "from_status": row["status"],
+            "reason": reason,
+            "amount": row["amount"],
+        },
+    )
+    uow.emit(
+        "payments.reversed",
+        _event(row, from_status=row["status"], reason=reason),
+        key=row["billing_account_id"] or row["id"],
+    )
+    return _reread(uow, row["id"])
+
+
+def post_pending(uow: UnitOfWork, payment_id: str) -> PaymentView:
+    """Post a pending payment (the billing side confirmed it). If its account was closed
+    meanwhile the money is held instead. Posting a completed payment changes nothing."""
+    uow.actor.require("payments.record")
+    row = _locked_payment(uow, payment_id)
+    if row["status"] == PaymentStatus.completed:
+        return _view(row)
+    _transition(row, "post")
+    conn = uow.connection
+    now = utcnow()
+    day = business_date(now, get_settings().timezone)
+    account_id = row["ledger_account_id"]
+    status = conn.execute(
+        select(account_table.c.status).where(account_table.c.id == account_id)
+    ).scalar_one()
+    transfer_id = _pending_transfer_id(conn, row["id"])
+    if status == AccountStatus.open:
+        new_status = _transition(row, "post")
+        ledger.resolve_pending(
+            conn, transfer_id, post=True, now=now, day=day, maintained={account_id}
+        )
+        _set_payment(uow, row["id"], status=new_status.value, completed_at=now)
+        action, topic = "payment.posted", "payments.posted"
+        detail: dict[str, Any] = {}
+    else:
+        new_status = _transition(row, "hold")
+        ledger.resolve_pending(
+            conn, transfer_id, post=False, now=now, day=day, maintained={account_id}
+        )
+        ledger.ensure_system_accounts(
+            conn, {ledger.SUSPENSE: "/"}, currency=row["currency"], now=now
+        )
+        hold = ledger.Transfer(
+            new_id(),
+            TransferKind.hold,
+            row["source_account_id"],
+            ledger.account_id_for(ledger.SUSPENSE),
+            row["amount"],
+            payment_id=row["id"],
+        )
+        ledger.write_transfers(conn, [hold], now=now, day=day, maintained=set())
+        reason = HeldReason.account_closed.value
+        _set_payment(
+            uow,
+            row["id"],
+            status=new_status.value,
+            held_reason=reason,
+            ledger_account_id=None,
+            customer_id=None,
+        )
+        action, topic = "payment.held", "payments.held"
+        detail = {"held_reason": reason}
+    uow.audit(action, "payment", row["id"], {"receipt_no": row["receipt_no"], **detail})
+    uow.emit(
+        topic,
+        _event(row, status=new_status.value, **detail),
+        key=row["billing_account_id"] or row["id"],
+    )
+    return _reread(uow, row["id"])
+
+
+def settle_held(uow: UnitOfWork, payment_id: str, billing_account_id: str) -> PaymentView:
+    """Credit held money to a billing account (挂账销账). Settling a payment again to the
+    same account changes nothing; to another account is refused."""
+    uow.actor.require("payments.settle")
+    _require_text("billing_account_id", billing_account_id, _TEXT_FIELDS["billing_account_id"])
+    row = _locked_payment(uow, payment_id)
+    conn = uow.connection
+    target = ledger.customer_accounts(conn, [billing_account_id]).get(billing_account_id)
+    if target is None or not uow.actor.sees(target.org_path):
+        raise NotFound(_("No such billing account"), code="billing_account_not_found")
+    if row["status"] == PaymentStatus.completed and row["settled_at"] is not None:
+        if row["ledger_account_id"] == target.id:
+            return _view(row)
+        raise Conflict(
+            _("Payment {receipt_no} was settled to another billing account"),
+            code="already_settled",
+            receipt_no=row["receipt_no"],
+        )
+    new_status = _transition(row, "settle")
+    if not target.is_open:
+        raise Conflict(
+            _("Billing account {billing_account_id} is closed"),
+            code="account_closed",
+            billing_account_id=billing_account_id,
+        )
+    now = utcnow()
+    day = business_date(now, get_settings().timezone)
+    settlement = ledger.Transfer(
+        new_id(),
+        TransferKind.settlement,
+        ledger.account_id_for(ledger.SUSPENSE),
+        target.id,
+        row["amount"],
+        payment_id=row["id"],
+    )
+    ledger.write_transfers(conn, [settlement], now=now, day=day, maintained={target.id})
+    _set_payment(
+        uow,
+        row["id"],
+        status=new_status.value,
+        billing_account_id=billing_account_id,
+        ledger_account_id=target.id,
+        customer_id=target.customer_id,
+        org_path=target.org_path,
+        settled_at=now,
+        completed_at=now,
+    )
+    uow.audit(
+        "payment.settled",
+        "payment",
+        row["id"],
+        {
+            "receipt_no": row["receipt_no"],
+            "billing_account_id": billing_account_id,
+            "held_reason": row["held_reason"],
+            "amount": row["amount"],
+        },
+    )
+    uow.emit(
+        "payments.settled",
+        {
+            **_event(row),
+            "billing_account_id": billing_account_id,
+            "customer_id": target.customer_id,
+        },
+        key=billing_account_id,
+    )
+    return _reread(uow, row["id"])
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def _view(row: RowMapping) -> PaymentView:
+    return PaymentView(**{f.name: row[f.name] for f in fields(PaymentView)})
+
+
+def get_payment(uow: UnitOfWork, payment_id: str) -> PaymentView:
+    uow.actor.require("payments.read")
+    t = payment_table
+    row = None
+    if isinstance(payment_id, str):
+        row = uow.connection.execute(select(t).where(t.c.id == payment_id)).mappings().first()
+    if row is None or not _visible(uow.actor, row):
+        raise NotFound(_("No such payment"), code="payment_not_found")
+    return _view(row)
+
+
+def get_payment_by_key(uow: UnitOfWork, idempotency_key: str) -> PaymentView:
+    """The payment recorded under a client key (TSP TXN_STATUS: how did it end?)."""
+    uow.actor.require("payments.read")
+    t = payment_table
+    row = None
+    if isinstance(idempotency_key, str):
+        row = (
+            uow.connection.execute(select(t).where(t.c.idempotency_key == idempotency_key))
+            .mappings()
+            .first()
+        )
+    if row is None or not _visible(uow.actor, row):
+        raise NotFound(_("No such payment"), code="payment_not_found")
+    return _view(row)
+
+
+def account_balance(uow: UnitOfWork, billing_account_id: str) -> AccountBalance:
+    """The figures of a billing account's ledger account (one row read)."""
+    uow.actor.require("payments.read")
+    t = account_table
+    row = None
+    if isinstance(billing_account_id, str):
+        row = (
+            uow.connection.execute(select(t).where(t.c.billing_account_id == billing_account_id))
+            .mappings()
+            .first()
+        )
+    if row is None or not uow.actor.sees(row["org_path"]):
+        raise NotFound(_("No such billing account"), code="billing_account_not_found")
+    return ledger.figures(uow.connection, row)
+
+
+def system_account_balance(uow: UnitOfWork, code: str) -> AccountBalance:
+    """The figures of a system account (``cash_box:<id>``, ``suspense``...), rolled up from
+    its entries. A valid code that no payment has used yet has zero figures."""
+    uow.actor.require("payments.read")
+    try:
+        side = ledger.system_side(code) if isinstance(code, str) else None
+    except ValueError:
+        side = None
+    if side is None:
+        raise ValidationError(
+            _("Not a system account code: {account}"), code="invalid_account_code", account=code
+        )
+    t = account_table
+    row = uow.connection.execute(select(t).where(t.c.code == code)).mappings().first()
+    if row is None:
+        account_id = ledger.account_id_for(code)
+        return AccountBalance(
+            account_id,
+            code,
+            AccountKind.system.value,
+            side.value,
+            AccountStatus.open.value,
+            get_settings().currency,
+            0,
+            0,
+            0,
+            0,
+        )
+    if not uow.actor.sees(row["org_path"]):
+        raise NotFound(_("No such ledger account"), code="ledger_account_not_found")
+    return ledger.figures(uow.connection, row)
+
+
+def check_ledger(uow: UnitOfWork) -> list[str]:
+    """Every broken ledger invariant (empty when the ledger is consistent)."""
+    uow.actor.require("payments.read")
+    if uow.actor.org_path != "/":
+        raise PermissionDenied(
+            _("Checking the ledger is an operator-wide task"), code="operator_wide"
+        )
+    return ledger.check(uow.connection)
+
+
+# -- customer accounts -----------------------------------------------------------------
+
+
+def ensure_customer_accounts(
+    uow: UnitOfWork, specs: Sequence[CustomerAccountSpec]
+) -> dict[str, str]:
+    """Open the ledger accounts of these billing accounts where missing (all or nothing,
+    batched for the seed); returns billing account id → ledger account id. An existing
+    account of the same customer is left as it is."""
+    uow.actor.require("customers.write")
+    currency = get_settings().currency
+    wanted: dict[str, CustomerAccountSpec] = {}
+    for spec in specs:
+        _require_text("billing_account_id", spec.billing_account_id, 32)
+        _require_text("customer_id", spec.customer_id, 32)
+        _check_org_path(spec.org_path)
+        if not uow.actor.sees(spec.org_path):
+            raise PermissionDenied(
+                _("You cannot act for organisation {org_path}"),
+                code="outside_organisation",
+                org_path=spec.org_path,
+            )
+        if spec.currency != currency:
+            raise ValidationError(
+                _("Accounts are kept in {currency} only"),
+                code="invalid_currency",
+                currency=currency,
+            )
+        earlier = wanted.setdefault(spec.billing_account_id, spec)
+        if earlier.customer_id != spec.customer_id:
+            raise _owner_mismatch(spec.billing_account_id)
+    conn = uow.connection
+    existing = ledger.customer_accounts(conn, list(wanted))
+    for ba, account in existing.items():
+        if account.customer_id != wanted[ba].customer_id:
+            raise _owner_mismatch(ba)
+    missing = [
+        {
+            "billing_account_id": ba,
+            "customer_id": spec.customer_id,
+            "org_path": spec.org_path,
+            "currency": spec.currency,
+        }
+        for ba, spec in wanted.items()
+        if ba not in existing
+    ]
+    created = ledger.insert_customer_accounts(conn, missing, now=utcnow())
+    for ba in sorted(created):
+        uow.audit(
+            "ledger_account.opened",
+            "ledger_account",
+            ledger.account_id_for(ledger.customer_code(ba)),
+            {"billing_account_id": ba, "customer_id": wanted[ba].customer_id},
+        )
+    return {ba: ledger.account_id_for(ledger.customer_code(ba)) for ba in wanted}
+
+
+def _owner_mismatch(billing_account_id: str) -> Conflict:
+    return Conflict(
+        _("Billing account {billing_account_id} already has a ledger account of another customer"),
+        code="account_owner_mismatch",
+        billing_account_id=billing_account_id,
+    )
+
+
+def open_customer_account(
+    uow: UnitOfWork,
+    billing_account_id: str,
+    customer_id: str,
+    org_path: str,
+    currency: str = "CNY",
+) -> str:
+    """Open one billing account's ledger account (idempotent); returns its id."""
+    spec = CustomerAccountSpec(billing_account_id, customer_id, org_path, currency)
+    return ensure_customer_accounts(uow, [spec])[billing_account_id]
+
+
+def close_customer_account(uow: UnitOfWork, billing_account_id: str) -> None:
+    """Close a billing account's ledger account: later payments to it are held. Its
+    balance stays on it until refunded (销户退费). Closing a closed account changes
+    nothing."""
+    uow.actor.require("customers.write")
+    t = account_table
+    row = None
+    if isinstance(billing_account_id, str):
+        row = (
+            uow.connection.execute(
+                select(t.c.id, t.c.status, t.c.org_path)
+                .where(t.c.billing_account_id == billing_account_id)
+                .with_for_update()
+            )
+            .mappings()
+            .first()
+        )
+    if row is None or not uow.actor.sees(row["org_path"]):
+        raise NotFound(_("No such billing account"), code="billing_account_not_found")
+    if row["status"] == AccountStatus.closed:
+        return
+    uow.connection.execute(
+        update(t)
+        .where(t.c.id == row["id"])
+        .values(status=AccountStatus.closed.value, closed_at=utcnow())
+    )
+    uow.audit(
+        "ledger_account.closed",
+        "ledger_account",
+        row["id"],
+        {"billing_account_id": billing_account_id},
+    )
