@@ -21,3 +21,23 @@ def test_commit_writes_audit_and_outbox_together(make_uow, engine, settings):
         assert conn.scalar(select(func.count()).select_from(OutboxMessage)) == 1
     report = verify(engine, settings.audit_checkpoint_dir, settings.audit_signing_key_file)
     assert report.ok and report.records == 1
+
+
+def test_savepoint_drops_what_its_block_queued(make_uow, engine):
+    import pytest
+
+    with make_uow() as uow:
+        uow.audit("kept", "thing", "A")
+        uow.emit("kept", {})
+        with pytest.raises(ValueError), uow.savepoint():
+            uow.audit("dropped", "thing", "B")
+            uow.emit("dropped", {})
+            raise ValueError("request failed")
+        with uow.savepoint():
+            uow.emit("kept.too", {})
+        uow.commit()
+    with engine.connect() as conn:
+        actions = conn.execute(select(AuditRecord.action)).scalars().all()
+        topics = sorted(conn.execute(select(OutboxMessage.topic)).scalars().all())
+    assert actions == ["kept"]
+    assert topics == ["kept", "kept.too"]

@@ -31,7 +31,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from sqlalchemy import BigInteger, Connection, Engine, Index, String, Text, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Index,
+    String,
+    Text,
+    bindparam,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -155,35 +165,51 @@ def _chains() -> int:
     return get_settings().audit_chains
 
 
-def _lock_head(conn: Connection, chain: int) -> tuple[int, str]:
-    """The chain's head, locked for this transaction (created on first use)."""
+def _lock_heads(conn: Connection, chains: list[int]) -> dict[int, tuple[int, str]]:
+    """The heads of ``chains``, locked for this transaction in ascending chain order (so
+    two writers never deadlock), created on first use."""
     head_table = table_of(AuditChainHead)
-    query = select(head_table.c.seq, head_table.c.hash).where(head_table.c.chain == chain)
+    query = (
+        select(head_table.c.chain, head_table.c.seq, head_table.c.hash)
+        .where(head_table.c.chain.in_(chains))
+        .order_by(head_table.c.chain)
+    )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
-    row = conn.execute(query).first()
-    if row is None:
+    heads = {int(r.chain): (int(r.seq), str(r.hash)) for r in conn.execute(query)}
+    missing = [chain for chain in chains if chain not in heads]
+    if missing:
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         conn.execute(
-            insert(head_table)
-            .values(chain=chain, seq=0, hash=GENESIS_HASH)
-            .on_conflict_do_nothing()
+            insert(head_table).on_conflict_do_nothing(),
+            [{"chain": chain, "seq": 0, "hash": GENESIS_HASH} for chain in missing],
         )
-        row = conn.execute(query).first()
-        assert row is not None
-    return int(row.seq), str(row.hash)
+        heads = {int(r.chain): (int(r.seq), str(r.hash)) for r in conn.execute(query)}
+    return heads
+
+
+_UPDATE_HEAD = (
+    update(table_of(AuditChainHead))
+    .where(table_of(AuditChainHead).c.chain == bindparam("b_chain"))
+    .values(seq=bindparam("b_seq"), hash=bindparam("b_hash"))
+)
 
 
 def write(conn: Connection, pending: Iterable[PendingRecord]) -> None:
-    """Append ``pending`` records to their chains inside the caller's transaction."""
+    """Append ``pending`` records to their chains inside the caller's transaction: one
+    statement to lock the heads, one to insert the records, one to move the heads."""
     chains = _chains()
     by_chain: dict[int, list[PendingRecord]] = {}
     for record in pending:
         by_chain.setdefault(chain_of(record.subject_id, chains), []).append(record)
+    if not by_chain:
+        return
     at = utcnow()
+    heads = _lock_heads(conn, sorted(by_chain))
     rows: list[dict[str, Any]] = []
-    for chain in sorted(by_chain):  # a fixed lock order: no deadlocks between writers
-        seq, prev = _lock_head(conn, chain)
+    moved: list[dict[str, Any]] = []
+    for chain in sorted(by_chain):
+        seq, prev = heads[chain]
         for record in by_chain[chain]:
             seq += 1
             values: dict[str, Any] = {
@@ -200,12 +226,9 @@ def write(conn: Connection, pending: Iterable[PendingRecord]) -> None:
             }
             prev = record_hash(**values)
             rows.append({**values, "hash": prev})
-        conn.execute(
-            update(table_of(AuditChainHead))
-            .where(table_of(AuditChainHead).c.chain == chain)
-            .values(seq=seq, hash=prev)
-        )
+        moved.append({"b_chain": chain, "b_seq": seq, "b_hash": prev})
     conn.execute(table_of(AuditRecord).insert(), rows)
+    conn.execute(_UPDATE_HEAD, moved)
 
 
 # -- checkpoints -----------------------------------------------------------------------

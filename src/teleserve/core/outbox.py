@@ -1,6 +1,6 @@
 """Transactional outbox: messages written in the business transaction, delivered after.
 
-``enqueue`` is called through ``UnitOfWork.emit``. Delivery (claiming, handlers, retries,
+Messages are queued with ``UnitOfWork.emit`` and written in one batch at commit. Delivery (claiming, handlers, retries,
 dead letters) lives in ``teleserve.core.worker``.
 """
 
@@ -11,10 +11,11 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Index, String, Text
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import Connection
+from sqlalchemy.orm import Mapped, mapped_column
 
 from teleserve.core.clock import utcnow
-from teleserve.core.db import Base
+from teleserve.core.db import Base, table_of
 from teleserve.core.ids import new_id
 
 
@@ -42,17 +43,25 @@ class OutboxMessage(Base):
     __table_args__ = (Index("ix_outbox_message_due", "status", "available_at"),)
 
 
-def enqueue(session: Session, topic: str, payload: dict[str, Any], *, key: str | None) -> None:
+def message_row(topic: str, payload: dict[str, Any], *, key: str | None) -> dict[str, Any]:
+    """A new pending message as a row for ``write``."""
     now = utcnow()
-    session.add(
-        OutboxMessage(
-            id=new_id(),
-            topic=topic,
-            key=key,
-            payload=payload,
-            status=OutboxStatus.pending,
-            attempts=0,
-            available_at=now,
-            created_at=now,
-        )
-    )
+    return {
+        "id": new_id(),
+        "topic": topic,
+        "key": key,
+        "payload": payload,
+        "status": OutboxStatus.pending.value,
+        "attempts": 0,
+        "available_at": now,
+        "locked_until": None,
+        "last_error": None,
+        "created_at": now,
+        "done_at": None,
+    }
+
+
+def write(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert queued messages in one batched statement (called at commit)."""
+    if rows:
+        conn.execute(table_of(OutboxMessage).insert(), rows)

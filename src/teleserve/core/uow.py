@@ -9,7 +9,8 @@ audit record exists exactly when the change it describes does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
 
@@ -36,6 +37,7 @@ class UnitOfWork:
         self.readonly = readonly
         self._session: Session | None = None
         self._pending_audit: list[audit.PendingRecord] = []
+        self._pending_outbox: list[dict[str, Any]] = []
         self._after_commit: list[Callable[[], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------
@@ -57,6 +59,7 @@ class UnitOfWork:
             self._session.close()
             self._session = None
             self._pending_audit.clear()
+            self._pending_outbox.clear()
 
     @property
     def session(self) -> Session:
@@ -81,6 +84,11 @@ class UnitOfWork:
             raise RuntimeError("a read-only unit of work cannot commit")
         session = self.session
         session.flush()
+        # Side channels are buffered and written here in batches: one insert for the
+        # outbox, three statements for the audit chains, whatever the number of records.
+        if self._pending_outbox:
+            outbox.write(self.connection, self._pending_outbox)
+            self._pending_outbox = []
         if self._pending_audit:
             audit.write(self.connection, self._pending_audit)
             self._pending_audit = []
@@ -92,7 +100,25 @@ class UnitOfWork:
     def rollback(self) -> None:
         self.session.rollback()
         self._pending_audit.clear()
+        self._pending_outbox.clear()
         self._after_commit.clear()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction: if the block raises, its database changes *and* the
+        audit records, outbox messages and after-commit callbacks it queued are dropped
+        (the exception propagates). Hot paths use one per request inside a batch."""
+        marks = (len(self._pending_audit), len(self._pending_outbox), len(self._after_commit))
+        nested = self.session.begin_nested()
+        try:
+            yield
+        except BaseException:
+            nested.rollback()
+            del self._pending_audit[marks[0] :]
+            del self._pending_outbox[marks[1] :]
+            del self._after_commit[marks[2] :]
+            raise
+        nested.commit()
 
     # -- side channels in the same transaction -------------------------------------
     def audit(
@@ -109,7 +135,7 @@ class UnitOfWork:
 
     def emit(self, topic: str, payload: dict[str, Any], *, key: str | None = None) -> None:
         """Queue an outbox message, delivered at least once after this transaction commits."""
-        outbox.enqueue(self.session, topic, payload, key=key)
+        self._pending_outbox.append(outbox.message_row(topic, payload, key=key))
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the transaction has committed (never on rollback)."""
