@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
+from sqlalchemy.types import TypeDecorator
 
 from teleserve.core.db import make_engine
 from teleserve.core.settings import get_settings
@@ -10,6 +14,14 @@ from teleserve.models import load_all
 
 config = context.config
 target_metadata = load_all().metadata
+
+
+def render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
+    """Render Teleserve's column types as the plain SQLAlchemy types they store as, so
+    migrations never import application code that may later move or change."""
+    if kind == "type" and isinstance(obj, TypeDecorator):
+        return f"sa.{obj.impl_instance!r}"
+    return False
 
 
 def run_migrations_online() -> None:
@@ -22,6 +34,7 @@ def run_migrations_online() -> None:
             # SQLite cannot ALTER most things in place: batch mode copies the table.
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            render_item=render_item,
         )
         with context.begin_transaction():
             context.run_migrations()
