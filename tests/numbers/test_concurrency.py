@@ -12,6 +12,7 @@ from teleserve.core.errors import Conflict
 from teleserve.core.uow import UnitOfWork
 from teleserve.numbers import service
 from teleserve.numbers.models import PoolNumber
+from teleserve.numbers.schemas import AssignItem
 
 from .conftest import card, sz_number
 
@@ -85,3 +86,51 @@ def test_concurrent_direct_assignments_of_one_number_to_many_cards(pool, engine)
     assert outcomes == {"won": 1, "conflict": THREADS - 1}
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).where(PoolNumber.id_index.is_not(None))) == 1
+
+
+def test_concurrent_batches_respect_one_card_five_numbers_without_deadlock(pool, engine):
+    # Card 9 holds 4, so of 8 batches each wanting one more number for it exactly one
+    # wins. Every batch also takes a number for card 10, and half list the two cards in
+    # the opposite order: cards are locked sorted, so no batch waits for another in a
+    # cycle (a deadlock would show up here as an error other than Conflict).
+    for n in range(4):
+        pool.run(
+            service.assign, sz_number(20 + n), holder="x:0", id_index=card(9), customer_id="C9"
+        )
+
+    def batch(uow: UnitOfWork, i: int) -> object:
+        items = [
+            AssignItem(number=sz_number(50 + i), holder="x", id_index=card(9), customer_id="C9"),
+            AssignItem(number=sz_number(70 + i), holder="x", id_index=card(10), customer_id="C"),
+        ]
+        return service.assign_batch(uow, items if i % 2 else items[::-1])
+
+    assert race(pool.make_uow, batch) == {"won": 1, "conflict": THREADS - 1}
+    with engine.connect() as conn:
+        held = dict(
+            conn.execute(
+                select(PoolNumber.id_index, func.count()).group_by(PoolNumber.id_index)
+            ).all()
+        )
+    assert (held[card(9)], held[card(10)]) == (5, 1)
+
+
+def test_concurrent_batches_sharing_numbers_in_opposite_orders_one_wins(pool, engine):
+    # Different cards per thread, so only the numbers are contended; half the batches
+    # list them the other way round. Numbers are locked in sorted order: one batch gets
+    # both, the others find them taken — none deadlocks, none gets just one of them.
+    first, second = sz_number(30), sz_number(31)
+
+    def batch(uow: UnitOfWork, i: int) -> object:
+        items = [
+            AssignItem(number=first, holder=f"x:{i}", id_index=card(2 * i), customer_id="C"),
+            AssignItem(number=second, holder=f"x:{i}", id_index=card(2 * i + 1), customer_id="C"),
+        ]
+        return service.assign_batch(uow, items if i % 2 else items[::-1])
+
+    assert race(pool.make_uow, batch) == {"won": 1, "conflict": THREADS - 1}
+    with engine.connect() as conn:
+        holders = conn.execute(
+            select(PoolNumber.holder).where(PoolNumber.value.in_([first, second]))
+        ).scalars()
+        assert len(set(holders)) == 1  # both numbers went to the same batch

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from teleserve.numbers.models import NumberKind, NumberStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssignItem:
+    """One number of ``service.assign_batch``: the arguments of ``service.assign``.
+
+    A plain dataclass, not a pydantic model: the seed builds tens of thousands of them and
+    the service validates every field itself (with the same checks and messages as
+    ``assign``). Keyword-only, because four of the five fields are strings that are easy
+    to swap by position."""
+
+    number: str
+    holder: str
+    id_index: str  # crypto.blind_index(id_number, "id_number"), never the ID number
+    customer_id: str
+    subscription_ref: str | None = None
 
 
 class NumberOut(BaseModel):
