@@ -310,6 +310,49 @@ def demo(
     _run_server(settings, "all")
 
 
+# -- users -----------------------------------------------------------------------------
+
+
+@user_app.command("create")
+def user_create(
+    username: Annotated[str, typer.Option(help="Login name.")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    org: Annotated[str, typer.Option(help="Code of the organisation unit (e.g. GZ01).")],
+    role: Annotated[list[str], typer.Option(help="A role; repeat for several.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="TELESERVE_NEW_USER_PASSWORD",
+            help="Prompted for when not given (or from TELESERVE_NEW_USER_PASSWORD).",
+        ),
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Create a staff user (administrators who need MFA enrol at first login)."""
+    from teleserve.core.errors import DomainError
+    from teleserve.core.uow import UnitOfWork
+    from teleserve.iam import service as iam
+
+    settings = get_settings()
+    engine = _engine(settings)
+    _require_schema(settings, engine)
+    try:
+        with UnitOfWork(engine) as uow:
+            unit = iam.get_org_unit_by_code(uow, org)
+            user = iam.create_user(uow, username, name, password, unit.id, role)
+            uow.commit()
+    except DomainError as exc:
+        _fail(exc.render(settings.default_locale), as_json)
+    _out(
+        {"ok": True, "user_id": user.id, "username": user.username, "org": org, "roles": role},
+        as_json,
+        f"created {user.username} in {org} with roles {', '.join(role)}",
+    )
+
+
 def main() -> None:
     app()
 

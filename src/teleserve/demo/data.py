@@ -24,33 +24,60 @@ class DemoCity:
     streets: tuple[str, ...]
     # Halls: (code, Chinese name, English name).
     halls: tuple[tuple[str, str, str], ...]
-    # Mobile number blocks the demo operator holds in this city (the first 7 digits).
+    # Mobile number blocks the demo operator holds in this city (the first 7 digits);
+    # ``block(i)`` continues past the listed ones for large demos.
     mobile_blocks: tuple[str, ...]
     weight: int  # share of customers
+
+    def block(self, index: int) -> str:
+        if index < len(self.mobile_blocks):
+            return self.mobile_blocks[index]
+        base = self.mobile_blocks[index % len(self.mobile_blocks)]
+        return f"{base[:3]}{(int(base[3:]) + 10 * (index // len(self.mobile_blocks))) % 10_000:04d}"
 
 
 CITIES: tuple[DemoCity, ...] = (
     DemoCity(
-        "GZ", "广州市分公司", "Guangzhou",
-        (("440103", "荔湾区"), ("440104", "越秀区"), ("440105", "海珠区"),
-         ("440106", "天河区"), ("440111", "白云区"), ("440113", "番禺区")),
+        "GZ",
+        "广州市分公司",
+        "Guangzhou",
+        (
+            ("440103", "荔湾区"),
+            ("440104", "越秀区"),
+            ("440105", "海珠区"),
+            ("440106", "天河区"),
+            ("440111", "白云区"),
+            ("440113", "番禺区"),
+        ),
         ("中山大道", "天河路", "环市东路", "江南大道", "工业大道", "广州大道", "黄埔大道"),
-        (("GZ01", "天河营业厅", "Tianhe Hall"), ("GZ02", "越秀营业厅", "Yuexiu Hall"),
-         ("GZ03", "番禺营业厅", "Panyu Hall")),
+        (
+            ("GZ01", "天河营业厅", "Tianhe Hall"),
+            ("GZ02", "越秀营业厅", "Yuexiu Hall"),
+            ("GZ03", "番禺营业厅", "Panyu Hall"),
+        ),
         ("1380200", "1380201", "1390200", "1500200", "1880200"),
         5,
     ),
     DemoCity(
-        "SZ", "深圳市分公司", "Shenzhen",
-        (("440303", "罗湖区"), ("440304", "福田区"), ("440305", "南山区"),
-         ("440306", "宝安区"), ("440307", "龙岗区")),
+        "SZ",
+        "深圳市分公司",
+        "Shenzhen",
+        (
+            ("440303", "罗湖区"),
+            ("440304", "福田区"),
+            ("440305", "南山区"),
+            ("440306", "宝安区"),
+            ("440307", "龙岗区"),
+        ),
         ("深南大道", "滨海大道", "北环大道", "宝安大道", "龙岗大道", "科技园路"),
         (("SZ01", "福田营业厅", "Futian Hall"), ("SZ02", "南山营业厅", "Nanshan Hall")),
         ("1380755", "1390755", "1500755", "1870755"),
         4,
     ),
     DemoCity(
-        "FS", "佛山市分公司", "Foshan",
+        "FS",
+        "佛山市分公司",
+        "Foshan",
         (("440604", "禅城区"), ("440605", "南海区"), ("440606", "顺德区")),
         ("季华路", "佛山大道", "桂澜路", "大良新城路"),
         (("FS01", "禅城营业厅", "Chancheng Hall"), ("FS02", "顺德营业厅", "Shunde Hall")),
