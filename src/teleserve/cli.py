@@ -192,8 +192,8 @@ def _run_server(settings: Settings, role: str, banner: list[str] | None = None) 
     from teleserve.core.worker import run_forever
     from teleserve.web.app import create_app
 
-    configure_logging(settings.log_level, json_output=settings.log_json)
     settings.check()
+    configure_logging(settings.log_level, json_output=settings.log_json)
     engine = _engine(settings)
     _require_schema(settings, engine)
     tasks.load_all()

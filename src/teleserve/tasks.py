@@ -5,8 +5,11 @@ from __future__ import annotations
 import importlib
 
 TASK_MODULES = (
+    "teleserve.catalog.tasks",
+    "teleserve.inventory.tasks",
     "teleserve.notify.tasks",
     "teleserve.numbers.tasks",
+    "teleserve.payments.tasks",
 )
 
 

@@ -19,7 +19,8 @@ all of that). After ``outbox_max_attempts`` attempts — or at once when the han
 operator (``dead_messages``, ``requeue_dead``). A handler may register an ``on_dead`` hook
 that runs in the transaction that buries the message (notify marks its row ``failed``).
 
-A message whose topic has no handler in this process is retried like a failure and then
+A domain event (declared with ``publishes``) with no subscriber is marked done. Any other
+message whose topic has no handler in this process is retried like a failure and then
 dead-lettered with "no handler registered for topic ...": the likeliest causes are a
 worker running an older release than the producer (a rolling upgrade, which the retries
 ride out) or a ``tasks`` module the worker did not import; both deserve to be seen.
@@ -171,6 +172,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[Subscription]] = {}
+        self._events: set[str] = set()
         self._timers: dict[str, Timer] = {}
         self._lock = threading.Lock()
 
@@ -204,6 +206,17 @@ class Registry:
             return fn
 
         return decorate
+
+    def publishes(self, *topics: str) -> None:
+        """Declare domain events: facts published for whoever subscribes (other domains,
+        the relay to other systems). An event with no subscriber in this process is
+        simply marked done; a topic that is neither an event nor handled is an error."""
+        with self._lock:
+            self._events.update(topics)
+
+    def is_event(self, topic: str) -> bool:
+        with self._lock:
+            return topic in self._events
 
     def handlers_for(self, topic: str) -> tuple[Subscription, ...]:
         with self._lock:
@@ -239,6 +252,7 @@ registry = DEFAULT_REGISTRY
 register = DEFAULT_REGISTRY.register
 handler = DEFAULT_REGISTRY.handler
 every = DEFAULT_REGISTRY.every
+publishes = DEFAULT_REGISTRY.publishes
 
 
 # -- statistics --------------------------------------------------------------------------
@@ -481,6 +495,11 @@ def _deliver(engine: Engine, reg: Registry, message: Message, settings: Settings
             "(the worker stopped, or a handler ran longer than the lease)"
         )
         return _fail(engine, message, subs, error, failed=None, permanent=True, settings=settings)
+    if not subs and reg.is_event(message.topic):
+        with UnitOfWork(engine, SYSTEM) as uow:  # published; nobody here subscribes
+            _mark_done(uow, message)
+            uow.commit()
+        return "processed"
     if not subs:
         error = f"no handler registered for topic {message.topic!r}"
         return _fail(engine, message, subs, error, failed=None, permanent=False, settings=settings)

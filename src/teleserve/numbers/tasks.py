@@ -7,7 +7,7 @@ the partial scans stay short."""
 from __future__ import annotations
 
 from teleserve.core.uow import UnitOfWork
-from teleserve.core.worker import every
+from teleserve.core.worker import every, publishes
 from teleserve.numbers import service
 
 SWEEP_SECONDS = 60
@@ -18,3 +18,6 @@ def sweep_pool(uow: UnitOfWork) -> None:
     """Free lapsed reservations and ended quarantines (the worker commits)."""
     service.release_expired(uow)
     service.release_quarantined(uow)
+
+
+publishes("numbers.assigned", "numbers.released")
