@@ -44,7 +44,10 @@ def _add_org(url: str) -> None:
             [
                 OrgUnitSpec(code="TS", name_zh="运营商", name_en="Operator", level="operator"),
                 OrgUnitSpec(
-                    code="GD", name_zh="广东", name_en="Guangdong", level="province",
+                    code="GD",
+                    name_zh="广东",
+                    name_en="Guangdong",
+                    level="province",
                     parent_code="TS",
                 ),
             ],
@@ -58,8 +61,19 @@ def test_user_create_and_its_errors(fresh_sqlite, monkeypatch):
     monkeypatch.setenv("TELESERVE_NEW_USER_PASSWORD", "a-long-enough-passphrase")
     ok = runner.invoke(
         app,
-        ["user", "create", "--username", "li.na", "--name", "李娜", "--org", "GD",
-         "--role", "agent", "--json"],
+        [
+            "user",
+            "create",
+            "--username",
+            "li.na",
+            "--name",
+            "李娜",
+            "--org",
+            "GD",
+            "--role",
+            "agent",
+            "--json",
+        ],
     )
     assert ok.exit_code == 0, ok.output
     body = _json(ok)
@@ -67,15 +81,37 @@ def test_user_create_and_its_errors(fresh_sqlite, monkeypatch):
 
     bad_org = runner.invoke(
         app,
-        ["user", "create", "--username", "x.y", "--name", "X", "--org", "NOPE",
-         "--role", "agent", "--json"],
+        [
+            "user",
+            "create",
+            "--username",
+            "x.y",
+            "--name",
+            "X",
+            "--org",
+            "NOPE",
+            "--role",
+            "agent",
+            "--json",
+        ],
     )
     assert bad_org.exit_code == 1
     assert _json(bad_org)["ok"] is False
     again = runner.invoke(
         app,
-        ["user", "create", "--username", "li.na", "--name", "李娜", "--org", "GD",
-         "--role", "agent", "--json"],
+        [
+            "user",
+            "create",
+            "--username",
+            "li.na",
+            "--name",
+            "李娜",
+            "--org",
+            "GD",
+            "--role",
+            "agent",
+            "--json",
+        ],
     )
     assert again.exit_code == 1  # the username is taken: refused, nothing changed
 

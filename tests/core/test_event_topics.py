@@ -11,7 +11,6 @@ from teleserve import tasks
 from teleserve.core.worker import registry
 
 
-
 def test_every_emitted_topic_is_handled_or_published():
     tasks.load_all()
     source = Path(teleserve.__file__).parent
@@ -24,5 +23,7 @@ def test_every_emitted_topic_is_handled_or_published():
             assert not topic.startswith("f"), f"{path}: topics must be literal strings"
             emitted.add(topic.strip('"') if topic.startswith('"') else constants[topic])
     assert {"inventory.subscription_changed", "payments.recorded"} <= emitted
-    orphans = sorted(t for t in emitted if not registry.handlers_for(t) and not registry.is_event(t))
+    orphans = sorted(
+        t for t in emitted if not registry.handlers_for(t) and not registry.is_event(t)
+    )
     assert not orphans, f"emitted but neither handled nor declared with publishes(): {orphans}"

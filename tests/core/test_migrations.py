@@ -42,9 +42,7 @@ def test_upgrade_from_empty_matches_models(settings, request):
             tables = set(inspect(conn).get_table_names())
             if conn.dialect.name == "postgresql":
                 # Standalone sequences are invisible to compare_metadata: check by name.
-                expected = {
-                    s.name for s in load_all().metadata._sequences.values()  # noqa: SLF001
-                }
+                expected = {s.name for s in load_all().metadata._sequences.values()}
                 assert expected <= set(inspect(conn).get_sequence_names())
         assert not diff, f"models and migrations differ: {diff}"
         assert set(load_all().metadata.tables) <= tables

@@ -82,9 +82,13 @@ def test_seeded_customers_are_valid_and_scoped(engine, settings, cheap_staff_has
 def test_seeded_line_accepts_the_demo_service_password(engine, settings, cheap_staff_hashes):
     seed_database(engine, customers=30, progress=False)
     with engine.connect() as conn:
-        number = conn.execute(
-            text("SELECT service_number FROM inventory_subscription ORDER BY service_number")
-        ).scalars().first()
+        number = (
+            conn.execute(
+                text("SELECT service_number FROM inventory_subscription ORDER BY service_number")
+            )
+            .scalars()
+            .first()
+        )
     with UnitOfWork(engine) as uow:
         token = customers.login_with_password(uow, number, DEMO_SERVICE_PASSWORD)
         assert token.level == 1

@@ -24,7 +24,7 @@ from pydantic_settings import (
 # Development secrets: fine for demo mode and tests, refused in production.
 DEV_SECRET_KEY = "dev-secret-key-change-me-0123456789abcdef"  # noqa: S105 (refused in production)
 DEV_DATA_KEY = "ZGV2LWRhdGEta2V5LWNoYW5nZS1tZS0wMTIzNDU2Nzg="  # base64 of 32 bytes
-DEV_PEPPER = "dev-pepper-change-me"  # noqa: S105 (refused in production)
+DEV_PEPPER = "dev-pepper-change-me"  # refused in production
 
 
 class Mode(StrEnum):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
@@ -16,7 +16,7 @@ config = context.config
 target_metadata = load_all().metadata
 
 
-def render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
+def render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Render Teleserve's column types as the plain SQLAlchemy types they store as, so
     migrations never import application code that may later move or change."""
     if kind == "type" and isinstance(obj, TypeDecorator):
