@@ -30,7 +30,8 @@ def test_names_keep_one_character_only():
     assert mask_name("张三") == "张*"
     assert mask_name("张三丰") == "张**"
     # Compound surnames are not guessed: only the first character is kept.
-    assert mask_name("欧阳娜娜") == "欧***"
+    assert mask_name("欧阳娜娜") == "欧阳**"
+    assert mask_name("欧阳") == "欧*"  # a two-character name keeps one character
     assert mask_name("  李四 ") == "李*"
     assert mask_name("John Smith") == "J***"
     assert mask_name("Li") == "L***"

@@ -5,9 +5,9 @@ Personal data is shown masked everywhere except to its owner once authenticated:
 - phone numbers keep their first 3 and last 4 digits: ``138****8000``;
 - ID numbers keep the 6-digit region code and the last 4 characters:
   ``110101********1234`` (shorter documents keep less, see ``mask_id_number``);
-- Chinese names keep their first character only, whatever the surname's length:
-  ``张*``, ``欧***`` for 欧阳娜娜 — compound surnames are not guessed, so a masked name
-  never reveals more than one character;
+- Chinese names keep their surname: ``张*``, and ``欧阳**`` for 欧阳娜娜 as DESIGN.md
+  shows — a name starting with a known compound surname (``COMPOUND_SURNAMES``) keeps
+  both characters, unless the name has only two;
 - Latin names keep their first letter followed by a fixed ``***`` (the length of the name
   is not revealed).
 
@@ -76,8 +76,16 @@ def _is_cjk(char: str) -> bool:
     return unicodedata.name(char, "").startswith("CJK")
 
 
+# Compound (two-character) surnames: DESIGN.md masks 欧阳娜娜 as 欧阳**, keeping the whole
+# surname, so these are kept whole when a name starts with one.
+COMPOUND_SURNAMES = frozenset(
+    "欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙 宇文 司徒 夏侯 令狐 端木 独孤 南宫 "
+    "西门 呼延 轩辕 钟离 闻人 赫连 澹台 公冶 宗政 濮阳 太叔 申屠 公羊 百里 东郭 万俟".split()
+)
+
+
 def mask_name(value: str | None) -> str:
-    """``张三`` → ``张*``, ``欧阳娜娜`` → ``欧***``, ``John Smith`` → ``J***``."""
+    """``张三`` → ``张*``, ``欧阳娜娜`` → ``欧阳**``, ``John Smith`` → ``J***``."""
     if not value:
         return ""
     text = value.strip()
@@ -85,7 +93,8 @@ def mask_name(value: str | None) -> str:
         return ""
     first = text[0]
     if _is_cjk(first):
-        return first + _stars(len(text) - 1)
+        kept = 2 if text[:2] in COMPOUND_SURNAMES and len(text) > 2 else 1
+        return text[:kept] + _stars(len(text) - kept)
     return first + MASK * 3
 
 
