@@ -34,7 +34,11 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/db_access_bench.py
 	$(BIN)/python bench/ledger_bench.py
+	$(BIN)/python bench/numbers_assign_bench.py --db sqlite
+	$(BIN)/python bench/numbers_assign_bench.py --db postgresql
 	$(BIN)/python bench/seed_bench.py
 
 clean:
