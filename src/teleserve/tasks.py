@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib
 
 TASK_MODULES = (
+    "teleserve.core.timers",
     "teleserve.catalog.tasks",
+    "teleserve.customers.tasks",
+    "teleserve.iam.tasks",
     "teleserve.inventory.tasks",
     "teleserve.notify.tasks",
     "teleserve.numbers.tasks",
