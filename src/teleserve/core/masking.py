@@ -79,8 +79,41 @@ def _is_cjk(char: str) -> bool:
 # Compound (two-character) surnames: DESIGN.md masks 欧阳娜娜 as 欧阳**, keeping the whole
 # surname, so these are kept whole when a name starts with one.
 COMPOUND_SURNAMES = frozenset(
-    "欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙 宇文 司徒 夏侯 令狐 端木 独孤 南宫 "
-    "西门 呼延 轩辕 钟离 闻人 赫连 澹台 公冶 宗政 濮阳 太叔 申屠 公羊 百里 东郭 万俟".split()
+    {
+        "欧阳",
+        "司马",
+        "上官",
+        "诸葛",
+        "东方",
+        "皇甫",
+        "尉迟",
+        "公孙",
+        "慕容",
+        "长孙",
+        "宇文",
+        "司徒",
+        "夏侯",
+        "令狐",
+        "端木",
+        "独孤",
+        "南宫",
+        "西门",
+        "呼延",
+        "轩辕",
+        "钟离",
+        "闻人",
+        "赫连",
+        "澹台",
+        "公冶",
+        "宗政",
+        "濮阳",
+        "太叔",
+        "申屠",
+        "公羊",
+        "百里",
+        "东郭",
+        "万俟",
+    }
 )
 
 
