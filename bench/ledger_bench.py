@@ -44,6 +44,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -73,7 +74,8 @@ CASH_BOXES = 20
 WARMUP_SECONDS = 0.5
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
-console = Console()
+# Wide enough for the table when the output is piped to a file.
+console = Console(width=None if sys.stdout.isatty() else 170)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Transactional outbox: messages written in the business transaction, delivered after.
 
-Messages are queued with ``UnitOfWork.emit`` and written in one batch at commit. Delivery (claiming, handlers, retries,
-dead letters) lives in ``teleserve.core.worker``.
+Messages are queued with ``UnitOfWork.emit`` and written in one batch at commit.
+Delivery (claiming, handlers, retries, dead letters) lives in ``teleserve.core.worker``.
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Index, String, Text
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from teleserve.core.clock import utcnow
-from teleserve.core.db import Base, table_of
+from teleserve.core.db import Base, insert_many, table_of
 from teleserve.core.ids import new_id
 
 
@@ -63,5 +62,4 @@ def message_row(topic: str, payload: dict[str, Any], *, key: str | None) -> dict
 
 def write(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert queued messages in one batched statement (called at commit)."""
-    if rows:
-        conn.execute(table_of(OutboxMessage).insert(), rows)
+    insert_many(conn, table_of(OutboxMessage), rows)

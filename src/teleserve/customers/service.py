@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from teleserve.core import audit, crypto
 from teleserve.core.clock import as_utc, business_date, utcnow
+from teleserve.core.db import insert_many
 from teleserve.core.errors import (
     AuthenticationFailed,
     Conflict,
@@ -464,29 +465,12 @@ def _registration_rows(
 
 
 def _insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` (all with the same keys) in the fewest round trips.
-
-    SQLite: one ``executemany`` — the driver loops in C. PostgreSQL: ``COPY ... FROM
-    STDIN`` on the transaction's own driver connection. psycopg's ``executemany`` sends
-    one statement per row, and multi-row ``VALUES`` statements cost more to build and
-    parse than they save; COPY is the server's bulk path (figures in
-    docs/customer-auth.md, "Bulk registration").
-    """
-    if not rows:
-        return
-    if conn.dialect.name != "postgresql":
-        conn.execute(table.insert(), rows)
-        return
-    columns = list(rows[0])
-    # Our own table and column names, never input: safe to quote into the statement.
-    statement = 'COPY "{}" ({}) FROM STDIN'.format(
-        table.name, ", ".join(f'"{column}"' for column in columns)
-    )
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row([row[column] for column in columns])
+    """Insert ``rows`` (all with the same keys) in the fewest round trips: one
+    ``executemany`` on SQLite, ``COPY ... FROM STDIN`` on PostgreSQL, where psycopg's
+    ``executemany`` sends one statement per row and multi-row ``VALUES`` statements cost
+    more to build and parse than they save (``core.db.insert_many``; figures in
+    docs/customer-auth.md, "Bulk registration")."""
+    insert_many(conn, table, rows)
 
 
 def _party_rows(

@@ -25,17 +25,18 @@ ones. Plans and VAS are checked through ``teleserve.catalog.service`` only.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import pydantic
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from teleserve.catalog.service import EligibilityChecker
 from teleserve.core.actor import Actor, ActorKind
 from teleserve.core.clock import utcnow
+from teleserve.core.db import insert_many, table_of
 from teleserve.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
@@ -508,7 +509,7 @@ def create_subscriptions_batch(
     in input order. Everything is validated before anything is written: one bad item
     refuses the whole batch (its error names the item with the ``item`` param)."""
     uow.actor.require(WRITE)
-    checker = EligibilityChecker(uow)
+    checker = _BatchChecker(uow)
     items: list[tuple[NewSubscription, str, str, list[str]]] = []
     for index, raw in enumerate(specs):
         try:
@@ -554,10 +555,8 @@ def create_subscriptions_batch(
             }
             for code in vas_codes
         )
-    if subs:
-        uow.connection.execute(insert(Subscription), subs)
-    if vas_rows:
-        uow.connection.execute(insert(SubscriptionVas), vas_rows)
+    insert_many(uow.connection, table_of(Subscription), subs)
+    insert_many(uow.connection, table_of(SubscriptionVas), vas_rows)
     for values, (_spec, _number, _plan, vas_codes) in zip(subs, items, strict=True):
         uow.audit(
             "inventory.subscription.created",
@@ -569,8 +568,55 @@ def create_subscriptions_batch(
     return [values["id"] for values in subs]
 
 
+class _BatchChecker:
+    """``EligibilityChecker.check`` asked once per distinct question of a batch.
+
+    A batch asks the same few questions (this plan or VAS, for this category, account
+    type and region, beside these codes) thousands of times, and within one batch the
+    answer cannot change: one checker reads each offering once at one clock reading.
+    Only passed checks are remembered; a refusal raises as before."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._checker = EligibilityChecker(uow)
+        self._passed: set[tuple[Any, ...]] = set()
+
+    def check(
+        self,
+        offering_code: str,
+        *,
+        kinds: Collection[str],
+        customer_category: str,
+        account_type: str,
+        org_path: str,
+        current_plan_code: str | None = None,
+        current_vas_codes: Sequence[str] = (),
+    ) -> None:
+        vas = tuple(current_vas_codes)
+        key = (
+            offering_code,
+            frozenset(kinds),
+            customer_category,
+            account_type,
+            org_path,
+            current_plan_code,
+            vas,
+        )
+        if key in self._passed:
+            return
+        self._checker.check(
+            offering_code,
+            kinds=kinds,
+            customer_category=customer_category,
+            account_type=account_type,
+            org_path=org_path,
+            current_plan_code=current_plan_code,
+            current_vas_codes=vas,
+        )
+        self._passed.add(key)
+
+
 def _prepare(
-    actor: Actor, checker: EligibilityChecker, spec: NewSubscription
+    actor: Actor, checker: _BatchChecker, spec: NewSubscription
 ) -> tuple[NewSubscription, str, str, list[str]]:
     """Validate one new line: (spec, stored number, plan code, VAS codes)."""
     for field in ("customer_id", "billing_account_id"):

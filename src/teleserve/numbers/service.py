@@ -53,6 +53,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from teleserve.core.clock import as_utc, utcnow
+from teleserve.core.db import execute_many
 from teleserve.core.errors import Conflict, DomainError, NotFound, ValidationError
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
@@ -710,7 +711,7 @@ def _lock_id_cards(uow: UnitOfWork, cards: Sequence[str], now: datetime) -> None
         index_elements=[ID_CARDS.c.id_index],
         set_={"touched_at": statement.excluded.touched_at},
     )
-    conn.execute(statement, [{"id_index": card, "touched_at": now} for card in cards])
+    execute_many(conn, statement, [{"id_index": card, "touched_at": now} for card in cards])
 
 
 def _check_card_limits(uow: UnitOfWork, items: Sequence[AssignItem], cards: Sequence[str]) -> None:
@@ -785,9 +786,10 @@ def _write_assignments(
             "b_subscription_ref": item.subscription_ref,
             "b_now": now,
         }
-        for item, value in zip(items, values, strict=True)
+        # In value order: neighbouring numbers share pages of the table and its indexes.
+        for item, value in sorted(zip(items, values, strict=True), key=lambda pair: pair[1])
     ]
-    changed = uow.connection.execute(statement, parameters).rowcount
+    changed = execute_many(uow.connection, statement, parameters)
     if changed != len(parameters):  # both drivers report executemany row counts
         raise RuntimeError(f"assigned {changed} of {len(parameters)} locked, checked numbers")
 

@@ -51,6 +51,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, RowMapping, Table, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from teleserve.core.db import execute_many, insert_many
 from teleserve.core.sequences import RecordSequence
 from teleserve.payments.models import (
     RECEIPT_COUNTER,
@@ -206,10 +207,30 @@ def insert_customer_accounts(
         }
         for r in sorted(rows, key=lambda r: str(r["billing_account_id"]))
     ]
+    if conn.dialect.name == "sqlite":
+        return _insert_customer_accounts_sqlite(conn, values)
     statement = insert_or_nothing(conn, account_table, returning="billing_account_id")
     for part in chunks(values):
         created.update(conn.execute(statement, list(part)).scalars())
     return created
+
+
+def _insert_customer_accounts_sqlite(conn: Connection, values: list[dict[str, Any]]) -> set[str]:
+    """SQLite: the transaction has held the database's write lock since its first
+    statement (BEGIN IMMEDIATE), so the rows absent now are exactly those this insert
+    creates — one read and one executemany, instead of multi-row INSERT .. RETURNING
+    statements built per chunk."""
+    existing: set[str] = set()
+    for part in chunks([v["id"] for v in values]):
+        existing.update(conn.execute(_EXISTING_IDS, {"ids": list(part)}).scalars())
+    fresh = [v for v in values if v["id"] not in existing]
+    execute_many(conn, insert_or_nothing(conn, account_table), fresh)
+    return {str(v["billing_account_id"]) for v in fresh}
+
+
+_EXISTING_IDS = select(account_table.c.id).where(
+    account_table.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def ensure_system_accounts(
@@ -268,8 +289,6 @@ _APPLY_DELTAS = (
         pending_debit=account_table.c.pending_debit + bindparam("d_pending_debit"),
     )
 )
-_INSERT_TRANSFERS = transfer_table.insert()
-_INSERT_ENTRIES = entry_table.insert()
 
 
 @dataclass(slots=True)
@@ -375,9 +394,8 @@ def write_transfers(
                 tr.id, tr.debit_account_id, tr.credit_account_id, tr.amount, day, now
             )
             deltas.posted(tr.debit_account_id, tr.credit_account_id, tr.amount)
-    conn.execute(_INSERT_TRANSFERS, transfer_rows)
-    if entry_rows:
-        conn.execute(_INSERT_ENTRIES, entry_rows)
+    insert_many(conn, transfer_table, transfer_rows)
+    insert_many(conn, entry_table, entry_rows)
     deltas.apply(conn)
 
 

@@ -53,6 +53,7 @@ from sqlalchemy import Connection, RowMapping, bindparam, select, update
 
 from teleserve.core.actor import Actor
 from teleserve.core.clock import business_date, utcnow
+from teleserve.core.db import execute_many, insert_many
 from teleserve.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
@@ -323,7 +324,9 @@ def record_payments(uow: UnitOfWork, requests: Sequence[PaymentRequest]) -> list
 _STORED_ANSWERS = select(
     idempotency_table.c.key, idempotency_table.c.body_hash, idempotency_table.c.response
 ).where(idempotency_table.c.key.in_(bindparam("keys", expanding=True)))
-_INSERT_PAYMENTS = payment_table.insert()
+_OWNERS = select(idempotency_table.c.key, idempotency_table.c.payment_id).where(
+    idempotency_table.c.key.in_(bindparam("keys", expanding=True))
+)
 
 
 def _stored_answers(conn: Connection, keys: Collection[str]) -> dict[str, _Stored]:
@@ -421,7 +424,7 @@ def _record_fresh(
     missing = {code: owner for code, owner in system_codes.items() if code not in existing}
     if missing:
         ledger.ensure_system_accounts(conn, missing, currency=settings.currency, now=now)
-    conn.execute(_INSERT_PAYMENTS, [_payment_row(uow.actor, plan, now, day) for plan in plans])
+    insert_many(conn, payment_table, [_payment_row(uow.actor, plan, now, day) for plan in plans])
     transfers = [_first_transfer(plan) for plan in plans]
     maintained = {plan.account.id for plan in plans if plan.account is not None}
     ledger.write_transfers(conn, transfers, now=now, day=day, maintained=maintained)
@@ -457,6 +460,20 @@ def _claim_keys(conn: Connection, plans: Sequence[_Plan], now: datetime) -> set[
         ),
         key=lambda row: str(row["key"]),  # one lock order for concurrent batches
     )
+    if conn.dialect.name == "sqlite":
+        # One executemany, no RETURNING. This transaction has held the write lock since
+        # its first statement, in which it found none of these keys: it claims them all.
+        # Should the count ever disagree, the rows carrying our payment ids tell.
+        if execute_many(conn, ledger.insert_or_nothing(conn, t), rows) == len(rows):
+            return {str(row["key"]) for row in rows}
+        ours = {str(row["payment_id"]) for row in rows}
+        keys = [row["key"] for row in rows]
+        return {
+            str(row.key)
+            for part in ledger.chunks(keys)
+            for row in conn.execute(_OWNERS, {"keys": list(part)})
+            if row.payment_id in ours
+        }
     statement = ledger.insert_or_nothing(conn, t, returning="key")
     claimed: set[str] = set()
     for part in ledger.chunks(rows):
@@ -967,14 +984,15 @@ def ensure_customer_accounts(
         if ba not in existing
     ]
     created = ledger.insert_customer_accounts(conn, missing, now=utcnow())
+    ids = {ba: ledger.account_id_for(ledger.customer_code(ba)) for ba in wanted}
     for ba in sorted(created):
         uow.audit(
             "ledger_account.opened",
             "ledger_account",
-            ledger.account_id_for(ledger.customer_code(ba)),
+            ids[ba],
             {"billing_account_id": ba, "customer_id": wanted[ba].customer_id},
         )
-    return {ba: ledger.account_id_for(ledger.customer_code(ba)) for ba in wanted}
+    return ids
 
 
 def _owner_mismatch(billing_account_id: str) -> Conflict:
