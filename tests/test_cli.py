@@ -165,3 +165,41 @@ def test_seed_refuses_an_unmigrated_database(tmp_path, settings):
     finally:
         use_settings(settings)
     assert result.exit_code == 2
+
+
+def test_api_client_create_prints_the_secret_once(fresh_sqlite):
+    from teleserve.core.db import make_engine
+
+    _add_org(f"sqlite:///{fresh_sqlite}")
+    result = runner.invoke(
+        app,
+        [
+            "api-client",
+            "create",
+            "--name",
+            "CRM",
+            "--org",
+            "GD",
+            "--scopes",
+            "customers.read,catalog.read",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    body = _json(result)
+    assert set(body["scopes"]) == {
+        "customers.read",
+        "catalog.read",
+    }
+    engine = make_engine(f"sqlite:///{fresh_sqlite}")
+    with UnitOfWork(engine) as uow:
+        token = iam.issue_token(uow, body["client_id"], body["client_secret"])
+        actor = iam.actor_for_token(uow, token.access_token)
+        uow.commit()
+    engine.dispose()
+    assert actor.org_path == "/TS/GD/" and actor.can("customers.read")
+    unknown = runner.invoke(
+        app,
+        ["api-client", "create", "--name", "X", "--org", "GD", "--scopes", "nope", "--json"],
+    )
+    assert unknown.exit_code == 1

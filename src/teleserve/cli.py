@@ -23,6 +23,8 @@ user_app = typer.Typer(help="Staff users.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(user_app, name="user")
+api_client_app = typer.Typer(help="API clients (OAuth2 client credentials).", no_args_is_help=True)
+app.add_typer(api_client_app, name="api-client")
 
 console = Console(stderr=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
@@ -350,6 +352,43 @@ def user_create(
         {"ok": True, "user_id": user.id, "username": user.username, "org": org, "roles": role},
         as_json,
         f"created {user.username} in {org} with roles {', '.join(role)}",
+    )
+
+
+@api_client_app.command("create")
+def api_client_create(
+    name: Annotated[str, typer.Option(help="What the integration is.")],
+    org: Annotated[str, typer.Option(help="Code of the organisation unit whose data it sees.")],
+    scopes: Annotated[str, typer.Option(help="Space- or comma-separated scopes.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Register an API client; its secret is printed once and never stored in clear."""
+    from teleserve.core.errors import DomainError
+    from teleserve.core.uow import UnitOfWork
+    from teleserve.iam import service as iam
+
+    settings = get_settings()
+    engine = _engine(settings)
+    _require_schema(settings, engine)
+    try:
+        with UnitOfWork(engine) as uow:
+            unit = iam.get_org_unit_by_code(uow, org)
+            created = iam.create_api_client(uow, name, unit.id, scopes.replace(",", " "))
+            uow.commit()
+    except DomainError as exc:
+        _fail(exc.render(settings.default_locale), as_json)
+    client = created.client
+    _out(
+        {
+            "ok": True,
+            "client_id": client.client_id,
+            "client_secret": created.secret,
+            "org": org,
+            "scopes": list(client.scopes),
+        },
+        as_json,
+        f"client_id {client.client_id}\nclient_secret {created.secret}\n"
+        "(the secret is shown this once)",
     )
 
 
