@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -27,6 +28,7 @@ api_client_app = typer.Typer(help="API clients (OAuth2 client credentials).", no
 app.add_typer(api_client_app, name="api-client")
 
 console = Console(stderr=True)
+T = TypeVar("T")
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
@@ -312,6 +314,27 @@ def demo(
     _run_server(settings, "all")
 
 
+def _in_unit_of_work(action: Callable[[Any], T], as_json: bool) -> T:
+    """Run a service call as the system in one committed unit of work; a domain error is
+    printed in the operator's language and exits 1 with nothing changed."""
+    from teleserve.core.errors import DomainError
+    from teleserve.core.uow import UnitOfWork
+
+    settings = get_settings()
+    engine = _engine(settings)
+    _require_schema(settings, engine)
+    try:
+        with UnitOfWork(engine) as uow:
+            result = action(uow)
+            uow.commit()
+            return result
+    except DomainError as exc:
+        _fail(exc.render(settings.default_locale), as_json)
+        raise  # unreachable: _fail exits
+    finally:
+        engine.dispose()
+
+
 # -- users -----------------------------------------------------------------------------
 
 
@@ -334,20 +357,13 @@ def user_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a staff user (administrators who need MFA enrol at first login)."""
-    from teleserve.core.errors import DomainError
-    from teleserve.core.uow import UnitOfWork
     from teleserve.iam import service as iam
 
-    settings = get_settings()
-    engine = _engine(settings)
-    _require_schema(settings, engine)
-    try:
-        with UnitOfWork(engine) as uow:
-            unit = iam.get_org_unit_by_code(uow, org)
-            user = iam.create_user(uow, username, name, password, unit.id, role)
-            uow.commit()
-    except DomainError as exc:
-        _fail(exc.render(settings.default_locale), as_json)
+    def create(uow: Any) -> Any:
+        unit = iam.get_org_unit_by_code(uow, org)
+        return iam.create_user(uow, username, name, password, unit.id, role)
+
+    user = _in_unit_of_work(create, as_json)
     _out(
         {"ok": True, "user_id": user.id, "username": user.username, "org": org, "roles": role},
         as_json,
@@ -363,20 +379,13 @@ def api_client_create(
     as_json: JsonOption = False,
 ) -> None:
     """Register an API client; its secret is printed once and never stored in clear."""
-    from teleserve.core.errors import DomainError
-    from teleserve.core.uow import UnitOfWork
     from teleserve.iam import service as iam
 
-    settings = get_settings()
-    engine = _engine(settings)
-    _require_schema(settings, engine)
-    try:
-        with UnitOfWork(engine) as uow:
-            unit = iam.get_org_unit_by_code(uow, org)
-            created = iam.create_api_client(uow, name, unit.id, scopes.replace(",", " "))
-            uow.commit()
-    except DomainError as exc:
-        _fail(exc.render(settings.default_locale), as_json)
+    def create(uow: Any) -> Any:
+        unit = iam.get_org_unit_by_code(uow, org)
+        return iam.create_api_client(uow, name, unit.id, scopes.replace(",", " "))
+
+    created = _in_unit_of_work(create, as_json)
     client = created.client
     _out(
         {

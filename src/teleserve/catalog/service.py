@@ -45,7 +45,13 @@ from teleserve.catalog.schemas import (
 )
 from teleserve.core.actor import Actor
 from teleserve.core.clock import business_date, utcnow
-from teleserve.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from teleserve.core.errors import (
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+    parse_input,
+)
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
 from teleserve.core.uow import UnitOfWork
@@ -119,18 +125,7 @@ def _norm_code(code: str) -> str:
     return code.strip().upper()
 
 
-def _parse(model: type[M], value: M | Mapping[str, Any]) -> M:
-    """Accept a model or a plain mapping; a shape error becomes a domain ValidationError."""
-    if isinstance(value, model):
-        return value
-    try:
-        return model.model_validate(value)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "?"
-        raise ValidationError(
-            _("Invalid value for {field}: {reason}"), field=field, reason=first["msg"]
-        ) from None
+_parse = parse_input
 
 
 def _jsonable(value: Any) -> Any:

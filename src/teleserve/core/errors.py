@@ -4,9 +4,15 @@ expected to reach a user."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
 
-from teleserve.core.i18n import translate
+import pydantic
+from pydantic import BaseModel
+
+from teleserve.core.i18n import _, translate
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class DomainError(Exception):
@@ -71,3 +77,18 @@ class NotAvailableYet(DomainError):
 
     status = 501
     default_code = "not_implemented"
+
+
+def parse_input(model: type[M], value: M | Mapping[str, Any]) -> M:
+    """``value`` as a ``model``: accepted as it is, or validated from a plain mapping. A
+    shape error becomes a ``ValidationError`` naming the first bad field."""
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "?"
+        raise ValidationError(
+            _("Invalid value for {field}: {reason}"), field=field, reason=first["msg"]
+        ) from None

@@ -30,14 +30,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import pydantic
 from sqlalchemy import select
 
 from teleserve.catalog.service import EligibilityChecker
 from teleserve.core.actor import Actor, ActorKind
 from teleserve.core.clock import utcnow
 from teleserve.core.db import insert_many, table_of
-from teleserve.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from teleserve.core.errors import (
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+    parse_input,
+)
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
 from teleserve.core.uow import UnitOfWork
@@ -297,16 +302,7 @@ def _authorise_change(
 
 
 def _parse_new(spec: NewSubscription | Mapping[str, Any]) -> NewSubscription:
-    if isinstance(spec, NewSubscription):
-        return spec
-    try:
-        return NewSubscription.model_validate(spec)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "?"
-        raise ValidationError(
-            _("Invalid value for {field}: {reason}"), field=field, reason=first["msg"]
-        ) from None
+    return parse_input(NewSubscription, spec)
 
 
 def _parse_bar(bar: str) -> Bar:
