@@ -7,7 +7,10 @@ cards holding ``--per-card`` numbers each, in batches of ``--batch``; every batc
 own committed unit of work. Each of ``--repeat`` runs starts from empty tables. Reports
 numbers/s (wall clock and per CPU second of this process) for the whole (``assign_batch``
 + commit) and, for the best run, where the time goes, by wrapping the service's steps and
-the kernel's audit/outbox entry points with timers.
+the kernel's audit/outbox entry points with timers. Beside it, the machine's limit for the
+same write measured in the same run: the bare driver (no SQLAlchemy, no checks, no audit or
+outbox) marking the same numbers assigned in the real ``pool_number`` table, one
+``UPDATE .. WHERE value = ?`` per number in one ``executemany``, ``--batch`` per commit.
 
 Usage::
 
@@ -24,6 +27,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,13 +132,69 @@ def run(engine: Any, count: int, batch: int, per_card: int) -> Run:
     return elapsed, cpu, dict(TIMES)
 
 
-def report(label: str, args: argparse.Namespace, runs: list[Run]) -> None:
+RAW_ASSIGN = (
+    "UPDATE pool_number SET status = 'assigned', holder = {p}, reserved_until = NULL, "
+    "id_index = {p}, customer_id = {p}, subscription_ref = {p}, assigned_at = {p}, "
+    "quarantine_until = NULL, updated_at = {p} WHERE value = {p}"
+)
+
+
+def raw_limit(engine: Any, count: int, batch: int, repeat: int) -> float:
+    """Best numbers/s of the bare driver doing the write of ``assign_batch`` on the numbers
+    the last run assigned (set back to free first, untimed)."""
+    sqlite = engine.dialect.name == "sqlite"
+    sql = RAW_ASSIGN.format(p="?" if sqlite else "%s")
+    now = datetime.now(UTC)
+    # SQLite keeps UTCDateTime as naive UTC text, as the project's column type writes it.
+    stamp: Any = now.replace(tzinfo=None).isoformat(sep=" ") if sqlite else now
+    conn = engine.raw_connection()
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT value FROM pool_number WHERE status = 'assigned' ORDER BY value")
+        values = [row[0] for row in cursor.fetchall()][:count]
+        assert len(values) == count, len(values)
+        rates = []
+        for attempt in range(repeat):
+            # make_engine takes transaction control from SQLite's driver: BEGIN explicitly
+            # (sqlite3's commit() then commits it); psycopg begins implicitly.
+            if sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute(
+                "UPDATE pool_number SET status = 'free', holder = NULL, id_index = NULL, "
+                "customer_id = NULL, subscription_ref = NULL, assigned_at = NULL "
+                "WHERE status = 'assigned'"
+            )
+            conn.commit()
+            rows = [
+                (f"raw:{attempt}", f"idx{i // 4}", f"C{i // 4:08d}", f"S{i:08d}", stamp, stamp, v)
+                for i, v in enumerate(values)
+            ]
+            start = time.perf_counter()
+            for first in range(0, len(rows), batch):
+                if sqlite:
+                    cursor.execute("BEGIN IMMEDIATE")
+                chunk = rows[first : first + batch]
+                cursor.executemany(sql, chunk)
+                if cursor.rowcount != len(chunk):
+                    raise RuntimeError(f"raw update changed {cursor.rowcount} of {len(chunk)}")
+                conn.commit()
+            rates.append(len(rows) / (time.perf_counter() - start))
+        return max(rates)
+    finally:
+        conn.close()
+
+
+def report(label: str, args: argparse.Namespace, runs: list[Run], limit: float) -> None:
     count = args.count
     rates = sorted(count / seconds for seconds, _cpu, _times in runs)
     cpu_rates = sorted(count / cpu for _seconds, cpu, _times in runs)
     print(f"\n{label}: {count} numbers in batches of {args.batch}, {args.per_card} per card")
     print(f"  numbers/s over {len(runs)} runs: " + ", ".join(f"{r:,.0f}" for r in rates))
     print("  numbers per CPU second: " + ", ".join(f"{r:,.0f}" for r in cpu_rates))
+    print(
+        f"  machine limit, same run: bare driver UPDATE by value, executemany, {args.batch} per"
+        f" commit (best of {args.repeat}): {limit:,.0f} numbers/s"
+    )
     elapsed, cpu, times = min(runs, key=lambda run: run[0])
     print(
         f"  best run {elapsed:.3f} s ({cpu:.3f} s CPU here) → {count / elapsed:,.0f} numbers/s;"
@@ -170,7 +230,8 @@ def main() -> None:
         engine = make_engine(url)
         try:
             runs = [run(engine, args.count, args.batch, args.per_card) for _ in range(args.repeat)]
-            report(args.db, args, runs)
+            limit = raw_limit(engine, args.count, args.batch, args.repeat)
+            report(args.db, args, runs, limit)
         finally:
             engine.dispose()
             if args.db == "postgresql":

@@ -658,30 +658,31 @@ def _check_payments(conn: Connection) -> list[str]:
     back at the source (reversed: posted, then compensated)."""
     e, t, p = entry_table, transfer_table, payment_table
     legs = e.join(t, t.c.id == e.c.transfer_id).join(p, p.c.id == t.c.payment_id)
-    source_net = (
-        select(t.c.payment_id, func.sum(e.c.amount).label("total"))
-        .select_from(legs)
-        .where(e.c.account_id == p.c.source_account_id)
-        .group_by(t.c.payment_id)
-        .subquery()
-    )
     location = case(
         (p.c.status == PaymentStatus.completed.value, p.c.ledger_account_id),
         (p.c.status == PaymentStatus.held.value, account_id_for(SUSPENSE)),
         else_=None,
     )
-    location_net = (
-        select(t.c.payment_id, func.sum(e.c.amount).label("total"))
+    # One pass over the entries, grouped by payment (an entry is found through its
+    # transfer): a per-account lookup would scan a busy cash box's entries once per
+    # transfer, which grows quadratically with the ledger.
+    totals = (
+        select(
+            t.c.payment_id,
+            func.sum(case((e.c.account_id == p.c.source_account_id, e.c.amount), else_=0)).label(
+                "source"
+            ),
+            func.sum(case((e.c.account_id == location, e.c.amount), else_=0)).label("location"),
+        )
         .select_from(legs)
-        .where(e.c.account_id == location)
         .group_by(t.c.payment_id)
         .subquery()
     )
     moved = p.c.status.in_([PaymentStatus.completed.value, PaymentStatus.held.value])
     expected_source = case((moved, p.c.amount), else_=0)
     expected_location = case((moved, -p.c.amount), else_=0)
-    source_total = func.coalesce(source_net.c.total, 0)
-    location_total = func.coalesce(location_net.c.total, 0)
+    source_total = func.coalesce(totals.c.source, 0)
+    location_total = func.coalesce(totals.c.location, 0)
     rows = conn.execute(
         select(
             p.c.receipt_no,
@@ -690,11 +691,7 @@ def _check_payments(conn: Connection) -> list[str]:
             source_total.label("source"),
             location_total.label("location"),
         )
-        .select_from(
-            p.outerjoin(source_net, source_net.c.payment_id == p.c.id).outerjoin(
-                location_net, location_net.c.payment_id == p.c.id
-            )
-        )
+        .select_from(p.outerjoin(totals, totals.c.payment_id == p.c.id))
         .where((source_total != expected_source) | (location_total != expected_location))
         .order_by(p.c.receipt_no)
     )
