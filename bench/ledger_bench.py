@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from bench_common import pg_database
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, func, make_url, select
@@ -341,25 +342,6 @@ def sqlite_database() -> Iterator[tuple[str, Path]]:
         yield f"sqlite:///{folder / 'ledger.db'}", folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextmanager
-def pg_database(pg_url: str, name: str) -> Iterator[tuple[str, str]]:
-    """A scratch database beside ``pg_url``: (SQLAlchemy url, psycopg conninfo)."""
-    url = make_url(pg_url)
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        scratch = url.set(database=name)
-        yield (
-            scratch.render_as_string(hide_password=False),
-            scratch.set(drivername="postgresql").render_as_string(hide_password=False),
-        )
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def prepare(url: str, pool_size: int = 10) -> Engine:

@@ -38,18 +38,18 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from bench_common import pg_database
 from psycopg.types.json import Json
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Connection, Engine, inspect, make_url, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from teleserve.core import audit, migrate
 from teleserve.core.actor import SYSTEM
@@ -364,25 +364,6 @@ def bench_sqlite(customers: int, seconds: float) -> Outcome:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return Outcome(run, limits, load, os.getloadavg()[0])
-
-
-@contextmanager
-def pg_database(pg_url: str, name: str) -> Iterator[tuple[str, str]]:
-    """A scratch database beside ``pg_url``: (SQLAlchemy url, psycopg conninfo)."""
-    url = make_url(pg_url)
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        scratch = url.set(database=name)
-        yield (
-            scratch.render_as_string(hide_password=False),
-            scratch.set(drivername="postgresql").render_as_string(hide_password=False),
-        )
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def bench_pg(pg_url: str, customers: int, seconds: float) -> Outcome:
