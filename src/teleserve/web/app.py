@@ -6,6 +6,7 @@ in later issues.
   migration (a load balancer must not send traffic to a server with an old schema).
 - ``GET /metrics`` — Prometheus text format: request counts and latencies by route.
 - ``/docs`` and ``/openapi.json`` — OpenAPI.
+- ``POST /oauth/token`` — bearer tokens for API clients (``teleserve.iam.api``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from teleserve.core.errors import DomainError
 from teleserve.core.i18n import normalize_locale
 from teleserve.core.logging import get_logger
 from teleserve.core.settings import Settings
+from teleserve.iam.api import router as oauth_router
 
 log = get_logger("teleserve.http")
 
@@ -90,6 +92,8 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
                 "@type": "Error",
             },
         )
+
+    app.include_router(oauth_router)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, Any]:
