@@ -12,6 +12,7 @@ Expensive hashes are computed once: every demo staff member shares one argon2 ha
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -460,7 +461,8 @@ def _credit_code(district_code: str, rng: random.Random) -> str:
 # Surnames weighted by their frequency, and given names, from Faker's zh_CN data (drawing
 # from the lists directly is ~20× cheaper than Faker's formatter per name).
 _SURNAMES = list(PersonProvider.last_names)
-_SURNAME_WEIGHTS = list(PersonProvider.last_names.values())
+# Cumulative weights, computed once: random.choices would rebuild them on every call.
+_SURNAME_CUM_WEIGHTS = list(itertools.accumulate(PersonProvider.last_names.values()))
 _COMPANY_WORDS = ("科技", "贸易", "物流", "电子", "建设", "餐饮", "医疗", "教育", "制造", "传媒")
 _COMPANY_NAMES = ("华信", "鸿运", "恒通", "新源", "鼎盛", "嘉禾", "瑞丰", "天成", "宏图", "汇智")
 
@@ -469,7 +471,7 @@ def _person_name(gender: str, rng: random.Random) -> str:
     given = (
         PersonProvider.first_names_male if gender == "male" else PersonProvider.first_names_female
     )
-    surname = rng.choices(_SURNAMES, _SURNAME_WEIGHTS)[0]
+    surname = rng.choices(_SURNAMES, cum_weights=_SURNAME_CUM_WEIGHTS)[0]
     name = surname + rng.choice(given)
     if len(name) == 2 and rng.random() < 0.5:
         name += rng.choice(given)[0]
