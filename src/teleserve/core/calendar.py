@@ -32,9 +32,10 @@ class CalendarDay(Base):
     name: Mapped[str] = mapped_column(String(100))
 
 
-# Mainland China public holidays and make-up working days as published by the State
-# Council for 2026 (国办发明电〔2025〕7号). Operators edit their calendar in the console;
-# this is only what a fresh installation starts with.
+# Mainland China public holidays and make-up working days for 2026, entered from the State
+# Council General Office's holiday notice for 2026 (check them against the published notice
+# before relying on them). Operators edit their calendar; this is only what a fresh
+# installation starts with.
 CN_2026: tuple[tuple[str, str, str], ...] = (
     ("2026-01-01", HOLIDAY, "元旦"),
     ("2026-01-02", HOLIDAY, "元旦"),
