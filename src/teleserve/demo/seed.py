@@ -12,6 +12,7 @@ Expensive hashes are computed once: every demo staff member shares one argon2 ha
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import time
@@ -483,13 +484,10 @@ def _company_name(city: DemoCity, rng: random.Random) -> str:
     return f"{place}{rng.choice(_COMPANY_NAMES)}{rng.choice(_COMPANY_WORDS)}有限公司"
 
 
-_SERVICE_HASH: list[str] = []
-
-
+@functools.cache
 def _service_password_hash() -> str:
-    if not _SERVICE_HASH:
-        _SERVICE_HASH.append(customers.hash_service_password(DEMO_SERVICE_PASSWORD))
-    return _SERVICE_HASH[0]
+    """One argon2 hash of the demo service password, shared by every demo line."""
+    return customers.hash_service_password(DEMO_SERVICE_PASSWORD)
 
 
 def _chunks(total: int, size: int) -> Iterator[int]:
@@ -498,26 +496,11 @@ def _chunks(total: int, size: int) -> Iterator[int]:
         total -= size
 
 
-class _NoProgress:
-    def __enter__(self) -> _NoProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *_: Any, **__: Any) -> int:
-        return 0
-
-    def advance(self, *_: Any) -> None:
-        return None
-
-
-def _progress(show: bool) -> Any:
-    if not show:
-        return _NoProgress()
+def _progress(show: bool) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        disable=not show,
     )

@@ -852,26 +852,23 @@ def _view(row: RowMapping) -> PaymentView:
 
 
 def get_payment(uow: UnitOfWork, payment_id: str) -> PaymentView:
-    uow.actor.require("payments.read")
-    t = payment_table
-    row = None
-    if isinstance(payment_id, str):
-        row = uow.connection.execute(select(t).where(t.c.id == payment_id)).mappings().first()
-    if row is None or not _visible(uow.actor, row):
-        raise NotFound(_("No such payment"), code="payment_not_found")
-    return _view(row)
+    """A payment by its id, if the actor may see it."""
+    return _payment_where(uow, payment_table.c.id, payment_id)
 
 
 def get_payment_by_key(uow: UnitOfWork, idempotency_key: str) -> PaymentView:
     """The payment recorded under a client key (TSP TXN_STATUS: how did it end?)."""
+    return _payment_where(uow, payment_table.c.idempotency_key, idempotency_key)
+
+
+def _payment_where(uow: UnitOfWork, column: Any, value: object) -> PaymentView:
+    """The one payment whose unique ``column`` equals ``value``; absent and out-of-scope
+    payments are the same NotFound."""
     uow.actor.require("payments.read")
-    t = payment_table
     row = None
-    if isinstance(idempotency_key, str):
+    if isinstance(value, str):
         row = (
-            uow.connection.execute(select(t).where(t.c.idempotency_key == idempotency_key))
-            .mappings()
-            .first()
+            uow.connection.execute(select(payment_table).where(column == value)).mappings().first()
         )
     if row is None or not _visible(uow.actor, row):
         raise NotFound(_("No such payment"), code="payment_not_found")
