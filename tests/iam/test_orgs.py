@@ -184,3 +184,16 @@ def test_org_creation_is_audited(make_uow, tree, engine):
             )
         ).all()
     assert {subject for _, subject in rows} == {unit.id for unit in tree.values()}
+
+
+def test_code_errors_name_the_org_code_in_both_languages(make_uow, tree):
+    spec = OrgUnitSpec(code="GZ", name_zh="广州", name_en="Guangzhou", level="city")
+    with make_uow() as uow, pytest.raises(Conflict) as taken:
+        iam.create_org_units_batch(uow, [spec.model_copy(update={"parent_code": "GD"})])
+    assert taken.value.code == "conflict"
+    assert taken.value.render("en") == "The org code GZ is already used"
+    assert taken.value.render("zh-CN") == "组织编码 GZ 已被使用"
+    with make_uow() as uow, pytest.raises(ValidationError) as bad:
+        iam.create_org_unit(uow, "bad code!", "市", "City", "city", tree["GD"].id)
+    assert bad.value.code == "invalid_org_code"
+    assert "bad code!" in bad.value.render("en")

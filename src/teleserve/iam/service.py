@@ -159,8 +159,9 @@ def _level(value: str | OrgLevel) -> OrgLevel:
 def _validated_spec(spec: OrgUnitSpec) -> OrgUnitSpec:
     if not _CODE_RE.match(spec.code):
         raise ValidationError(
-            _("The org code {code} must be 1 to 32 letters, digits, '-' or '_'"),
-            code=spec.code,
+            _("The org code {org_code} must be 1 to 32 letters, digits, '-' or '_'"),
+            code="invalid_org_code",
+            org_code=spec.code,
         )
     return spec.model_copy(
         update={
@@ -219,7 +220,7 @@ def create_org_unit(
         _require_root_creator(uow)
         root = _existing_root(uow)
         if root is not None:
-            raise Conflict(_("The organisation tree already has its root {code}"), code=root.code)
+            raise Conflict(_("The organisation tree already has its root {org_code}"), org_code=root.code)
         path = f"/{spec.code}/"
     else:
         if parent_id is None:
@@ -227,7 +228,7 @@ def create_org_unit(
         parent = _visible_unit(uow, parent_id)
         _check_parent_level(spec.level, OrgLevel(parent.level))
         path = f"{parent.path}{spec.code}/"
-    taken = Conflict(_("The org code {code} is already used"), code=spec.code)
+    taken = Conflict(_("The org code {org_code} is already used"), org_code=spec.code)
     if uow.session.scalar(select(OrgUnit.id).where(OrgUnit.code == spec.code)) is not None:
         raise taken
     unit = OrgUnit(
@@ -255,19 +256,19 @@ def create_org_units_batch(uow: UnitOfWork, specs: Sequence[OrgUnitSpec]) -> lis
     codes = [spec.code for spec in cleaned]
     duplicates = {code for code, n in Counter(codes).items() if n > 1}
     if duplicates:
-        raise ValidationError(_("The org code {code} appears twice"), code=min(duplicates))
+        raise ValidationError(_("The org code {org_code} appears twice"), org_code=min(duplicates))
     uow.flush()
     known = _units_by_code(uow, codes + [s.parent_code for s in cleaned if s.parent_code])
     for code in codes:
         if code in known:
-            raise Conflict(_("The org code {code} is already used"), code=code)
+            raise Conflict(_("The org code {org_code} is already used"), org_code=code)
     if any(spec.level is OrgLevel.operator for spec in cleaned):
         _require_root_creator(uow)
         root = _existing_root(uow)
         roots = [spec.code for spec in cleaned if spec.level is OrgLevel.operator]
         if root is not None or len(roots) > 1:
             existing = root.code if root is not None else roots[0]
-            raise Conflict(_("The organisation tree already has its root {code}"), code=existing)
+            raise Conflict(_("The organisation tree already has its root {org_code}"), org_code=existing)
 
     batch_levels = {spec.code: spec.level for spec in cleaned}
     planned: dict[str, tuple[str, OrgLevel, str]] = {}  # code -> (id, level, path)
