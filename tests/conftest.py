@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck
@@ -131,3 +132,15 @@ def frozen_clock() -> Iterator[FrozenClock]:
     previous = set_clock(fc)
     yield fc
     set_clock(previous)
+
+
+@pytest.fixture
+def tmf(make_uow: Callable[..., UnitOfWork], settings: Settings, engine: Engine) -> Any:
+    """The HTTP app on this test's database with an org tree and bearer-token helpers
+    (tests/tmf_support.py)."""
+    from fastapi.testclient import TestClient
+
+    from teleserve.web.app import create_app
+    from tests.tmf_support import build_harness
+
+    return build_harness(make_uow, TestClient(create_app(settings, engine)))

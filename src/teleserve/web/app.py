@@ -33,6 +33,7 @@ from teleserve.core.i18n import normalize_locale
 from teleserve.core.logging import get_logger
 from teleserve.core.settings import Settings
 from teleserve.iam.api import router as oauth_router
+from teleserve.web.tmf import errors as tmf_errors
 
 log = get_logger("teleserve.http")
 
@@ -84,16 +85,16 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         locale = normalize_locale(request.headers.get("accept-language"))
         return JSONResponse(
             status_code=exc.status,
-            content={
-                "code": exc.code,
-                "reason": exc.render("en"),
-                "message": exc.render(locale),
-                "status": str(exc.status),
-                "@type": "Error",
-            },
+            content=tmf_errors.error_body(
+                exc.status, exc.code, exc.render("en"), exc.render(locale)
+            ),
+            # RFC 6750 section 3: a 401 names the scheme the client should use.
+            headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None,
         )
 
+    tmf_errors.install(app)
     app.include_router(oauth_router)
+    # TM Forum Open APIs (each domain's api.py; conventions in teleserve.web.tmf).
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, Any]:
