@@ -26,6 +26,10 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(user_app, name="user")
 api_client_app = typer.Typer(help="API clients (OAuth2 client credentials).", no_args_is_help=True)
 app.add_typer(api_client_app, name="api-client")
+terminal_app = typer.Typer(
+    help="Self-service terminals (kiosks) and their keys.", no_args_is_help=True
+)
+app.add_typer(terminal_app, name="terminal")
 
 console = Console(stderr=True)
 T = TypeVar("T")
@@ -301,6 +305,7 @@ def demo(
     engine.dispose()
     base = f"http://{settings.http_host}:{port}"
     table = Table(title="Teleserve demo", show_header=False)
+    table.add_row("staff console", f"{base}/console/")
     table.add_row("health", f"{base}/healthz")
     table.add_row("readiness", f"{base}/readyz")
     table.add_row("metrics", f"{base}/metrics")
@@ -399,6 +404,135 @@ def api_client_create(
         f"client_id {client.client_id}\nclient_secret {created.secret}\n"
         "(the secret is shown this once)",
     )
+
+
+# -- terminals -------------------------------------------------------------------------
+
+TerminalIdOption = Annotated[str, typer.Option("--id", help="The terminal id (TSP/1 header).")]
+ReasonOption = Annotated[str, typer.Option(help="Why (kept with the status and audited).")]
+
+
+def _terminal_json(terminal: Any) -> dict[str, Any]:
+    return dict(terminal.model_dump(mode="json"))
+
+
+@terminal_app.command("register")
+def terminal_register(
+    terminal_id: TerminalIdOption,
+    site: Annotated[str, typer.Option(help="Code of the site or hall it stands at.")],
+    name: Annotated[str, typer.Option(help="Display name (default: the id).")] = "",
+    address: Annotated[str, typer.Option(help="Where it stands.")] = "",
+    description: Annotated[str, typer.Option(help="Anything staff should know.")] = "",
+    device_mode: Annotated[str, typer.Option(help="sim (demo mode only) or xfs4iot.")] = "xfs4iot",
+    as_json: JsonOption = False,
+) -> None:
+    """Register a terminal; its master key is printed once and never shown again."""
+    from teleserve.terminals import service as terminals
+
+    spec = {
+        "terminal_id": terminal_id,
+        "site": site,
+        "name": name,
+        "address": address,
+        "description": description,
+        "device_mode": device_mode,
+    }
+    created = _in_unit_of_work(lambda uow: terminals.register_terminal(uow, spec), as_json)
+    _out(
+        {
+            "ok": True,
+            "terminal": _terminal_json(created.terminal),
+            "master_key": created.master_key,
+            "key_check_value": created.key_check_value,
+        },
+        as_json,
+        f"registered {terminal_id} at {site}\nmaster_key {created.master_key}\n"
+        f"check value {created.key_check_value} (the key is shown this once)",
+    )
+
+
+@terminal_app.command("rotate-key")
+def terminal_rotate_key(
+    terminal_id: TerminalIdOption,
+    grace_hours: Annotated[
+        float | None,
+        typer.Option(help="How long the old key stays valid (default: the setting; 0: at once)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue a new master key (printed once); the old one stays valid for a grace period."""
+    from teleserve.terminals import service as terminals
+
+    rotated = _in_unit_of_work(
+        lambda uow: terminals.rotate_master_key(uow, terminal_id, grace_hours=grace_hours),
+        as_json,
+    )
+    until = rotated.previous_key_valid_until
+    _out(
+        {"ok": True, **rotated.model_dump(mode="json")},
+        as_json,
+        f"rotated the master key of {terminal_id}\nmaster_key {rotated.master_key}\n"
+        f"check value {rotated.key_check_value} (the key is shown this once)\nprevious key "
+        + (f"valid until {until.isoformat()}" if until else "ended"),
+    )
+
+
+def _terminal_status_command(verb: str, action_name: str, doc: str) -> None:
+    def command(
+        terminal_id: TerminalIdOption, reason: ReasonOption = "", as_json: JsonOption = False
+    ) -> None:
+        from teleserve.terminals import service as terminals
+
+        action = getattr(terminals, action_name)
+        terminal = _in_unit_of_work(lambda uow: action(uow, terminal_id, reason), as_json)
+        _out(
+            {"ok": True, "terminal": _terminal_json(terminal)},
+            as_json,
+            f"{terminal_id} is now {terminal.status.value}",
+        )
+
+    command.__doc__ = doc
+    terminal_app.command(verb)(command)
+
+
+_terminal_status_command("enable", "enable", "Put a terminal (back) in service.")
+_terminal_status_command("disable", "disable", "Refuse a terminal at the door until enabled.")
+_terminal_status_command(
+    "out-of-service", "put_out_of_service", "Stop customer business; it keeps reporting."
+)
+_terminal_status_command(
+    "decommission", "decommission", "Retire a terminal for good (its keys end now)."
+)
+
+
+@terminal_app.command("list")
+def terminal_list(
+    site: Annotated[str | None, typer.Option(help="Only this site or hall (org code).")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The registered terminals, by id."""
+    from teleserve.terminals import service as terminals
+
+    found = _in_unit_of_work(
+        lambda uow: terminals.list_terminals(uow, site=site, status=status), as_json
+    )
+    if as_json:
+        _out({"ok": True, "terminals": [_terminal_json(t) for t in found]}, True)
+        return
+    table = Table(title=f"{len(found)} terminals")
+    for column in ("id", "name", "status", "device mode", "key", "site path"):
+        table.add_column(column)
+    for t in found:
+        table.add_row(
+            t.terminal_id,
+            t.name,
+            t.status.value,
+            t.device_mode.value,
+            t.key_check_value or "-",
+            t.org_path,
+        )
+    console.print(table)
 
 
 def main() -> None:

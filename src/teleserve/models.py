@@ -19,6 +19,7 @@ MODEL_MODULES = (
     "teleserve.numbers.models",
     "teleserve.payments.models",
     "teleserve.notify.models",
+    "teleserve.terminals.models",
 )
 
 

@@ -13,6 +13,7 @@ TASK_MODULES = (
     "teleserve.notify.tasks",
     "teleserve.numbers.tasks",
     "teleserve.payments.tasks",
+    "teleserve.terminals.tasks",
 )
 
 

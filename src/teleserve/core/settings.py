@@ -76,7 +76,12 @@ class Settings(BaseSettings):
     staff_login_max_failures: int = 5
     staff_lockout_minutes: int = 15
     staff_session_hours: int = 12
+    staff_session_idle_minutes: int = 30  # console sessions end after this long unused
     api_token_minutes: int = 60
+    # Terminals (PROTOCOL.md): how long a rotated master key stays valid, and how long
+    # non-money serial records are kept (money records are kept for good).
+    terminal_key_grace_hours: float = Field(default=24.0, ge=0)
+    terminal_serial_retention_days: int = Field(default=30, ge=30)
 
     # Outbox worker.
     outbox_max_attempts: int = 8
