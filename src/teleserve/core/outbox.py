@@ -43,8 +43,7 @@ class OutboxMessage(Base):
 
 
 def message_row(topic: str, payload: dict[str, Any], *, key: str | None) -> dict[str, Any]:
-    """A new pending message as a row for ``write``."""
-    now = utcnow()
+    """A new pending message as a row for ``write`` (which stamps its times)."""
     return {
         "id": new_id(),
         "topic": topic,
@@ -52,14 +51,17 @@ def message_row(topic: str, payload: dict[str, Any], *, key: str | None) -> dict
         "payload": payload,
         "status": OutboxStatus.pending.value,
         "attempts": 0,
-        "available_at": now,
         "locked_until": None,
         "last_error": None,
-        "created_at": now,
         "done_at": None,
     }
 
 
 def write(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert queued messages in one batched statement (called at commit)."""
+    """Insert queued messages in one batched statement (called at commit). Every message
+    is created, and available, at the commit's time: no worker can see it before, and one
+    time for the batch is converted for the database once, not twice per message."""
+    now = utcnow()
+    for row in rows:
+        row["available_at"] = row["created_at"] = now
     insert_many(conn, table_of(OutboxMessage), rows)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from teleserve.core.db import Base, Money
@@ -66,6 +67,11 @@ class NumberGrade(Base):
     created_at: Mapped[datetime]
 
 
+def _where(condition: str) -> dict[str, Any]:
+    """A partial index's condition, for both databases."""
+    return {"sqlite_where": text(condition), "postgresql_where": text(condition)}
+
+
 class PoolNumber(Base):
     __tablename__ = "pool_number"
 
@@ -89,12 +95,27 @@ class PoolNumber(Base):
     quarantine_until: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
+    # The sweeps' and the holders' indexes are partial: they hold only the rows that have
+    # a value for them (a reserved or quarantined number — only those have an end time —,
+    # an assigned one), so the numbers that are simply free, most of a pool, cost nothing
+    # in them, and assigning a free number adds index entries instead of moving them (the
+    # demo seed's largest statement). Both databases use them for ``reserved_until <= :t``
+    # or ``id_index = :x``. (A condition on ``status`` instead of ``IS NOT NULL`` made
+    # SQLite's assignment UPDATE ten times slower: 87 against 9 µs a row.)
     __table_args__ = (
         Index("ix_pool_number_org_status", "org_path", "status"),
-        Index("ix_pool_number_status_reserved", "status", "reserved_until"),
-        Index("ix_pool_number_status_quarantine", "status", "quarantine_until"),
-        Index("ix_pool_number_id_index", "id_index"),
-        Index("ix_pool_number_customer", "customer_id"),
+        Index(
+            "ix_pool_number_reserved_until",
+            "reserved_until",
+            **_where("reserved_until IS NOT NULL"),
+        ),
+        Index(
+            "ix_pool_number_quarantine_until",
+            "quarantine_until",
+            **_where("quarantine_until IS NOT NULL"),
+        ),
+        Index("ix_pool_number_id_index", "id_index", **_where("id_index IS NOT NULL")),
+        Index("ix_pool_number_customer", "customer_id", **_where("customer_id IS NOT NULL")),
         Index("ix_pool_number_range", "range_id"),
     )
 

@@ -812,15 +812,35 @@ def upgrade() -> None:
         sa.UniqueConstraint("value", name=op.f("uq_pool_number_value")),
     )
     with op.batch_alter_table("pool_number", schema=None) as batch_op:
-        batch_op.create_index("ix_pool_number_customer", ["customer_id"], unique=False)
-        batch_op.create_index("ix_pool_number_id_index", ["id_index"], unique=False)
+        batch_op.create_index(
+            "ix_pool_number_customer",
+            ["customer_id"],
+            unique=False,
+            sqlite_where=sa.text("customer_id IS NOT NULL"),
+            postgresql_where=sa.text("customer_id IS NOT NULL"),
+        )
+        batch_op.create_index(
+            "ix_pool_number_id_index",
+            ["id_index"],
+            unique=False,
+            sqlite_where=sa.text("id_index IS NOT NULL"),
+            postgresql_where=sa.text("id_index IS NOT NULL"),
+        )
         batch_op.create_index("ix_pool_number_org_status", ["org_path", "status"], unique=False)
         batch_op.create_index("ix_pool_number_range", ["range_id"], unique=False)
         batch_op.create_index(
-            "ix_pool_number_status_quarantine", ["status", "quarantine_until"], unique=False
+            "ix_pool_number_quarantine_until",
+            ["quarantine_until"],
+            unique=False,
+            sqlite_where=sa.text("quarantine_until IS NOT NULL"),
+            postgresql_where=sa.text("quarantine_until IS NOT NULL"),
         )
         batch_op.create_index(
-            "ix_pool_number_status_reserved", ["status", "reserved_until"], unique=False
+            "ix_pool_number_reserved_until",
+            ["reserved_until"],
+            unique=False,
+            sqlite_where=sa.text("reserved_until IS NOT NULL"),
+            postgresql_where=sa.text("reserved_until IS NOT NULL"),
         )
 
     op.create_table(
@@ -866,8 +886,8 @@ def downgrade() -> None:
 
     op.drop_table("iam_api_token")
     with op.batch_alter_table("pool_number", schema=None) as batch_op:
-        batch_op.drop_index("ix_pool_number_status_reserved")
-        batch_op.drop_index("ix_pool_number_status_quarantine")
+        batch_op.drop_index("ix_pool_number_reserved_until")
+        batch_op.drop_index("ix_pool_number_quarantine_until")
         batch_op.drop_index("ix_pool_number_range")
         batch_op.drop_index("ix_pool_number_org_status")
         batch_op.drop_index("ix_pool_number_id_index")
