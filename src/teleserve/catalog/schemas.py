@@ -9,6 +9,7 @@ domains read offerings through the service and never hold ORM rows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -205,3 +206,62 @@ class RewardOut(BaseModel):
     status: RewardStatus
     created_at: datetime
     updated_at: datetime
+
+
+class PriceType(StrEnum):
+    recurring = "recurring"  # the monthly fee
+    one_time = "oneTime"  # the connection / installation fee
+    usage = "usage"  # a rate per unit beyond the allowance
+
+
+@dataclass(frozen=True)
+class PriceComponent:
+    """One price of an offering, as the TMF620 productOfferingPrice resource shows it.
+
+    An offering keeps its prices in its own row (monthly and one-time fees, three usage
+    rates); integrators see each as a price resource of its own, identified by the
+    offering id and ``key``. ``amount`` is in fen: a whole number for fees, an exact
+    decimal per ``unit`` for usage rates (a fraction of a fen per MB is common)."""
+
+    offering_id: str
+    key: str  # "recurring", "oneTime", "usage-voice", "usage-data", "usage-sms"
+    price_type: PriceType
+    amount: Decimal
+    unit: str | None = None  # usage only: "min", "MB", "SMS"
+
+    @property
+    def id(self) -> str:
+        return f"{self.offering_id}-{self.key}"
+
+
+# Usage rates of an offering: (key suffix, rate field, allowance field, unit).
+USAGE_RATES = (
+    ("voice", "voice_rate", "voice_minutes", "min"),
+    ("data", "data_rate", "data_mb", "MB"),
+    ("sms", "sms_rate", "sms_count", "SMS"),
+)
+
+
+def price_components(offering: OfferingOut) -> tuple[PriceComponent, ...]:
+    """The prices an offering has. The monthly fee always (zero means free: it is still
+    the offering's price); the one-time fee and the usage rates only when not zero,
+    because a zero there means "none" (broadband has no voice rate, most VAS have no
+    connection fee) rather than a free service."""
+    prices = [
+        PriceComponent(
+            offering.id, PriceType.recurring, PriceType.recurring, Decimal(offering.monthly_fee)
+        )
+    ]
+    if offering.one_time_fee:
+        prices.append(
+            PriceComponent(
+                offering.id, PriceType.one_time, PriceType.one_time, Decimal(offering.one_time_fee)
+            )
+        )
+    for suffix, rate_field, _allowance, unit in USAGE_RATES:
+        rate: Decimal = getattr(offering, rate_field)
+        if rate:
+            prices.append(
+                PriceComponent(offering.id, f"usage-{suffix}", PriceType.usage, rate, unit)
+            )
+    return tuple(prices)

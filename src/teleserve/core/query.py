@@ -175,7 +175,9 @@ def fetch_page(
     Returns the rows (ORM objects when the select has one entity) and the total."""
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     rows: list[Any] = []
-    if list_query.limit:
+    # An offset past the end is an empty page without asking the database (which would
+    # also refuse an offset beyond its integer range: offset=2**63 is a valid request).
+    if list_query.limit and list_query.offset < (total or 0):
         window = query.order_by(*order_by).offset(list_query.offset).limit(list_query.limit)
         result = session.execute(window)
         rows = list(result.scalars()) if len(window.column_descriptions) == 1 else list(result)

@@ -142,3 +142,33 @@ class OtpSent(_Frozen):
     """The answer to OTP_SEND: the same whether or not the number exists."""
 
     expires_in_s: int
+
+
+class PartyView(_Frozen):
+    """The party (TMF632 individual or organization) of a customer: who they are."""
+
+    id: str  # the party row's own id (cust_individual / cust_organization)
+    customer_id: str
+    category: str
+    name: str  # masked for individuals
+    gender: str | None = None
+    credit_code: str | None = None  # organisations: public, shown in full
+    documents: tuple[IdentityDocumentView, ...] = ()
+    contacts: tuple[ContactMediumView, ...] = ()
+    org_path: str
+    created_at: datetime
+
+
+class CustomerRecord(CustomerSummary):
+    """A customer with what a list row of an integrator needs: its party's id, contact
+    media (masked) and billing accounts — loaded for a whole page in a few queries."""
+
+    party_id: str
+    contacts: tuple[ContactMediumView, ...] = ()
+    accounts: tuple[BillingAccountView, ...] = ()
+
+
+class AccountRecord(BillingAccountView):
+    """A billing account with its owner's (masked) name, for references to the owner."""
+
+    customer_name: str

@@ -198,6 +198,10 @@ SCOPES: Final[MappingProxyType[str, frozenset[str]]] = MappingProxyType(
         "customers.read": frozenset({"customers.read"}),
         "customers.write": frozenset({"customers.read", "customers.write"}),
         "catalog.read": frozenset({"catalog.read"}),
+        # Operator-wide by nature: only an admin can grant it (``covers``), and the
+        # catalog service lets a client below the root change only offerings sold
+        # exclusively inside its own subtree.
+        "catalog.write": frozenset({"catalog.read", "catalog.write"}),
         "inventory.read": frozenset({"inventory.read"}),
         "inventory.write": frozenset({"inventory.read", "inventory.write"}),
         "numbers.read": frozenset({"numbers.read"}),

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, exists, func, select
 
 from teleserve.catalog.service import EligibilityChecker
 from teleserve.core.actor import Actor, ActorKind
@@ -45,6 +45,7 @@ from teleserve.core.errors import (
 )
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
+from teleserve.core.query import FilterField, ListQuery, fetch_page, parse_datetime, where_clauses
 from teleserve.core.uow import UnitOfWork
 from teleserve.inventory.models import Subscription, SubscriptionBar, SubscriptionVas
 from teleserve.inventory.schemas import (
@@ -76,6 +77,7 @@ __all__ = [
     "normalise_service_number",
     "on_account_payment",
     "on_payment_received",
+    "page_subscriptions",
     "remove_vas",
     "terminate",
 ]
@@ -912,3 +914,96 @@ def list_for_billing_account(
 ) -> list[SubscriptionOut]:
     """The lines paid from one billing account (what a payment to the account concerns)."""
     return _list(uow, Subscription.billing_account_id == billing_account_id, include_terminated)
+
+
+# -- paged reads for integrations (TMF637) -----------------------------------------------
+
+# What a line is in the words integrators filter by: the stored status, except that an
+# active line with an open bar is "suspended" (停机). An SQL expression, so the filter
+# runs in the database before paging.
+_HAS_OPEN_BAR = (
+    exists()
+    .where(
+        SubscriptionBar.subscription_id == Subscription.id,
+        SubscriptionBar.lifted_at.is_(None),
+    )
+    .correlate(Subscription)
+)
+STATE = case(
+    (and_(Subscription.status == SubscriptionStatus.active, _HAS_OPEN_BAR), "suspended"),
+    else_=Subscription.status,
+)
+STATES = ("pending", "active", "suspended", "terminated")
+
+
+def _parse_state(value: str) -> str:
+    if value not in STATES:
+        raise ValueError(value)
+    return value
+
+
+def _canonical_number(value: str) -> str:
+    """The stored form of a number whatever its kind (+86 / dashes / spaces dropped)."""
+    for kind in (LineKind.mobile, LineKind.fixed_line):
+        try:
+            return normalise_service_number(kind, value)
+        except ValidationError:
+            continue
+    return value.strip()
+
+
+SUBSCRIPTION_FILTERS: Mapping[str, FilterField] = {
+    "id": FilterField(Subscription.id),
+    "state": FilterField(STATE, _parse_state),
+    "kind": FilterField(Subscription.kind),
+    "customer_id": FilterField(Subscription.customer_id),
+    "billing_account_id": FilterField(Subscription.billing_account_id),
+    "plan_code": FilterField(Subscription.plan_code, lambda v: v.strip().upper()),
+    "service_number": FilterField(Subscription.service_number, _canonical_number),
+    "activated_at": FilterField(Subscription.activated_at, parse_datetime, ordered=True),
+    "terminated_at": FilterField(Subscription.terminated_at, parse_datetime, ordered=True),
+}
+
+
+def page_subscriptions(uow: UnitOfWork, list_query: ListQuery) -> tuple[list[SubscriptionOut], int]:
+    """One page of the lines the actor may see that match ``list_query`` (fields:
+    ``SUBSCRIPTION_FILTERS``; ``state`` is one of ``STATES``), oldest first, and their
+    total. Needs ``inventory.read``; terminated lines are included unless filtered out."""
+    _require_read(uow.actor)
+    query = _scoped(uow.actor, select(Subscription)).where(
+        *where_clauses(list_query.conditions, SUBSCRIPTION_FILTERS)
+    )
+    rows, total = fetch_page(
+        uow.session, query, list_query, order_by=[Subscription.created_at, Subscription.id]
+    )
+    return [_to_out(sub) for sub in rows], total
+
+
+# -- aggregates for reports ------------------------------------------------------------
+# Figures only (no line, no customer): they need ``reports.read``, not ``inventory.read``.
+
+
+def count_lines_by_plan(uow: UnitOfWork) -> dict[str, int]:
+    """Live (not terminated) lines the actor may see, counted per plan code."""
+    uow.actor.require("reports.read")
+    query = (
+        select(Subscription.plan_code, func.count())
+        .where(
+            uow.actor.scope(Subscription.org_path),
+            Subscription.status != SubscriptionStatus.terminated.value,
+        )
+        .group_by(Subscription.plan_code)
+    )
+    return {code: int(count) for code, count in uow.session.execute(query)}
+
+
+def count_open_bars(uow: UnitOfWork) -> dict[str, int]:
+    """Lines the actor may see with an open bar, counted per bar type (a line with two
+    open bars counts once under each)."""
+    uow.actor.require("reports.read")
+    query = (
+        select(SubscriptionBar.bar, func.count(func.distinct(SubscriptionBar.subscription_id)))
+        .where(uow.actor.scope(SubscriptionBar.org_path), SubscriptionBar.lifted_at.is_(None))
+        .group_by(SubscriptionBar.bar)
+    )
+    return {bar: int(count) for bar, count in uow.session.execute(query)}

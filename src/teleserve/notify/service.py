@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, case, select, update
 
 from teleserve.core.clock import utcnow
 from teleserve.core.db import read_engine, table_of
@@ -30,6 +30,7 @@ from teleserve.core.errors import NotFound, ValidationError
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
 from teleserve.core.masking import mask_email, mask_phone
+from teleserve.core.query import FilterField, ListQuery, fetch_page, parse_datetime, where_clauses
 from teleserve.core.uow import UnitOfWork
 from teleserve.core.worker import PermanentFailure
 from teleserve.notify.models import Channel, MessageStatus, NotifyMessage
@@ -296,6 +297,60 @@ def list_messages(
     query = query.order_by(NotifyMessage.created_at.desc(), NotifyMessage.id.desc())
     rows = uow.session.scalars(query.limit(limit).offset(offset)).all()
     return [_view(row) for row in rows]
+
+
+def _channel_filter(value: str) -> str:
+    return Channel(value.lower()).value  # ValueError for anything else: a clear refusal
+
+
+def _recipient_value(value: str) -> str:
+    if not value.strip():
+        raise ValueError(value)
+    return _recipient_filter(value)
+
+
+# Where a message is in its delivery: queued and not tried yet, queued again after a
+# failed try (the outbox retries with backoff), sent, or given up.
+DELIVERY_STAGE = case(
+    (NotifyMessage.status == MessageStatus.sent.value, "sent"),
+    (NotifyMessage.status == MessageStatus.failed.value, "failed"),
+    (NotifyMessage.attempts == 0, "queued"),
+    else_="retrying",
+)
+
+# What a list of messages filters on (``core.query``). ``recipient`` takes a full phone
+# number or address, normalised like the stored one: a caller who knows the number may
+# find its messages, and every answer still shows it masked.
+MESSAGE_FILTERS: dict[str, FilterField] = {
+    "stage": FilterField(DELIVERY_STAGE),
+    "channel": FilterField(NotifyMessage.channel, _channel_filter),
+    "sent_at": FilterField(NotifyMessage.sent_at, parse_datetime, ordered=True),
+    "created_at": FilterField(NotifyMessage.created_at, parse_datetime, ordered=True),
+    "recipient": FilterField(NotifyMessage.recipient, _recipient_value),
+    "customer_id": FilterField(NotifyMessage.customer_id),
+}
+
+
+def delivery_stage(message: MessageView) -> str:
+    """Python twin of ``DELIVERY_STAGE`` for a message already read."""
+    if message.status in (MessageStatus.sent, MessageStatus.failed):
+        return message.status
+    return "queued" if message.attempts == 0 else "retrying"
+
+
+def query_messages(uow: UnitOfWork, query: ListQuery) -> tuple[list[MessageView], int]:
+    """Messages in the actor's subtree matching ``query`` (``MESSAGE_FILTERS``), newest
+    first, and how many match in all (filtered in SQL before paging)."""
+    select_ = _scoped(uow, select(NotifyMessage)).where(
+        *where_clauses(query.conditions, MESSAGE_FILTERS)
+    )
+    rows, total = fetch_page(
+        uow.session,
+        select_,
+        query,
+        order_by=[NotifyMessage.created_at.desc(), NotifyMessage.id.desc()],
+    )
+    return [_view(row) for row in rows], total
 
 
 def get_message(uow: UnitOfWork, message_id: str) -> MessageView:

@@ -45,6 +45,7 @@ class NumberOut(BaseModel):
     subscription_ref: str | None = None
     assigned_at: datetime | None = None
     quarantine_until: datetime | None = None
+    range_id: str | None = None  # the range (TMF685 resource pool) the number belongs to
 
 
 class RangeOut(BaseModel):
@@ -85,3 +86,12 @@ class SweepOut(BaseModel):
 
     count: int
     numbers: list[str]
+
+
+class PoolOut(BaseModel):
+    """A range with its numbers counted by effective state (TMF685 resource pool)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    range: RangeOut
+    counts: dict[NumberStatus, int]
