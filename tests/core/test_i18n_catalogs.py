@@ -1,5 +1,5 @@
-"""Every message id marked with ``_()`` in the code has a Simplified Chinese translation,
-with the same placeholders."""
+"""Every message id marked with ``_()`` in the code and the console templates has a
+Simplified Chinese translation, with the same placeholders."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ PLACEHOLDER = re.compile(r"\{(\w+)\}")
 def _message_ids() -> dict[str, str]:
     found: dict[str, str] = {}
     for filename, lineno, message, _comments, _context in extract_from_dir(
-        str(SOURCE), method_map=[("**.py", "python")], keywords={"_": None}
+        str(SOURCE),
+        # Console templates translate with ``{{ _("...") }}`` too (Babel's Jinja2 extractor).
+        method_map=[("**.py", "python"), ("**/templates/**.html", "jinja2")],
+        keywords={"_": None},
     ):
         if isinstance(message, str):
             found.setdefault(message, f"{filename}:{lineno}")

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import pydantic
-from sqlalchemy import insert, or_, select
+from sqlalchemy import ColumnElement, Text, and_, cast, func, insert, not_, or_, select
 
 from teleserve.catalog.models import Offering, Reward
 from teleserve.catalog.schemas import (
@@ -43,8 +43,8 @@ from teleserve.catalog.schemas import (
     RewardSpec,
     RewardStatus,
 )
-from teleserve.core.actor import Actor
-from teleserve.core.clock import business_date, utcnow
+from teleserve.core.actor import Actor, ActorKind
+from teleserve.core.clock import as_utc, business_date, utcnow
 from teleserve.core.errors import (
     Conflict,
     NotFound,
@@ -54,6 +54,14 @@ from teleserve.core.errors import (
 )
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
+from teleserve.core.query import (
+    FilterField,
+    ListQuery,
+    Op,
+    fetch_page,
+    parse_datetime,
+    where_clauses,
+)
 from teleserve.core.uow import UnitOfWork
 
 __all__ = [
@@ -65,9 +73,13 @@ __all__ = [
     "create_offerings_batch",
     "create_reward",
     "get_offering",
+    "get_offering_in_scope",
     "get_reward",
     "list_offerings",
     "list_rewards",
+    "offering_categories",
+    "offerings_by_code",
+    "page_offerings",
     "retire_offering",
     "retire_reward",
     "update_offering",
@@ -782,3 +794,153 @@ def list_rewards(uow: UnitOfWork, *, status: str | None = None) -> list[RewardOu
             Reward.status == _enum(RewardStatus, status, _("Unknown status {value}"))
         )
     return [RewardOut.model_validate(row) for row in uow.session.scalars(query)]
+
+
+# -- offerings: paged reads for integrations (TMF620) ------------------------------------
+
+
+class _CategoryMatch:
+    """The ``category`` filter: ``plan`` (an offering kind) matches every offering of the
+    kind, ``plan.mobile`` (kind and free-text category) only those filed under it.
+
+    ``where_clauses`` compares a filter field's column with ``==`` / ``!=``; this object
+    answers those comparisons with the SQL for either form, so one filter takes both."""
+
+    def __eq__(self, value: object) -> Any:
+        kind, dot, sub = str(value).partition(".")
+        if not dot:
+            return Offering.kind == kind
+        return and_(Offering.kind == kind, Offering.category == sub)
+
+    def __ne__(self, value: object) -> Any:
+        return not_(self == value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _TextMatch:
+    """The console's ``search`` filter: text inside the code or either name, ignoring
+    case (staff type a code, or a name in either language; see ``_CategoryMatch``)."""
+
+    def __eq__(self, value: object) -> Any:
+        needle = str(value).strip().lower()
+        columns = (Offering.code, Offering.name_zh, Offering.name_en)
+        return or_(*(func.lower(c).contains(needle, autoescape=True) for c in columns))
+
+    def __ne__(self, value: object) -> Any:
+        return not_(self == value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _offering_filters(locale: str) -> dict[str, FilterField]:
+    # Names are shown in the request's language, so they are matched in it too.
+    name = Offering.name_en if locale == "en" else Offering.name_zh
+    return {
+        "search": FilterField(_TextMatch(), ops=frozenset({Op.eq})),
+        "id": FilterField(Offering.id),
+        "code": FilterField(Offering.code, lambda v: _norm_code(v)),
+        "kind": FilterField(Offering.kind),
+        "status": FilterField(Offering.status),
+        "category": FilterField(_CategoryMatch()),
+        "name": FilterField(name),
+        "updated_at": FilterField(Offering.updated_at, parse_datetime, ordered=True),
+        "valid_from": FilterField(Offering.valid_from, parse_datetime, ordered=True),
+        "valid_to": FilterField(Offering.valid_to, parse_datetime, ordered=True),
+    }
+
+
+def _ancestors(org_path: str) -> list[str]:
+    """``/TS/GD/GZ/`` -> ``/TS/``, ``/TS/GD/``, ``/TS/GD/GZ/``."""
+    parts = [p for p in org_path.split("/") if p]
+    return ["/" + "/".join(parts[: i + 1]) + "/" for i in range(len(parts))]
+
+
+def _regional(actor: Actor) -> bool:
+    return not _operator_wide(actor) and actor.kind is not ActorKind.system
+
+
+def _region_clause(actor: Actor) -> ColumnElement[bool]:
+    """Offerings sold somewhere in the actor's subtree: no regions (sold everywhere), a
+    region that contains the actor's unit, or one inside the actor's subtree (a province
+    sees what one of its cities sells). ``regions`` is a JSON array of org paths; its
+    stored text (compact JSON, the same on SQLite and PostgreSQL) is matched so the
+    filter runs in the database, before paging."""
+    text = cast(Offering.regions, Text)
+    clauses = [text == "[]"]
+    clauses += [text.contains(f'"{path}"', autoescape=True) for path in _ancestors(actor.org_path)]
+    clauses.append(text.contains(f'"{actor.org_path}', autoescape=True))
+    return or_(*clauses)
+
+
+def _sold_near(actor: Actor, regions: Sequence[str]) -> bool:
+    """Python twin of ``_region_clause`` for one offering."""
+    if not _regional(actor) or not regions:
+        return True
+    return any(actor.org_path.startswith(r) or r.startswith(actor.org_path) for r in regions)
+
+
+def _require_catalog_reader(actor: Actor) -> None:
+    # The catalog is public at kiosks and on the web (``list_offerings``); these reads
+    # serve integrations, which see drafts too, so they need the catalog permission.
+    if not _can_see_drafts(actor):
+        actor.require("catalog.read")
+
+
+def _scoped_offerings(uow: UnitOfWork) -> Any:
+    query = select(Offering)
+    if _regional(uow.actor):
+        query = query.where(_region_clause(uow.actor))
+    return query
+
+
+def page_offerings(uow: UnitOfWork, list_query: ListQuery) -> tuple[list[OfferingOut], int]:
+    """One page of the offerings matching ``list_query`` and the total, sorted by kind
+    then code. Needs ``catalog.read``; a regional actor sees only offerings sold within
+    its subtree (see ``_region_clause``). Filter fields: id, code, kind, status, category
+    (``kind`` or ``kind.category``), name (in the unit of work's language), updated_at,
+    valid_from, valid_to, and search (text in the code or either name, equality only)."""
+    _require_catalog_reader(uow.actor)
+    filters = _offering_filters(uow.locale)
+    query = _scoped_offerings(uow).where(*where_clauses(list_query.conditions, filters))
+    rows, total = fetch_page(
+        uow.session, query, list_query, order_by=[Offering.kind, Offering.code]
+    )
+    return [OfferingOut.model_validate(row) for row in rows], total
+
+
+def get_offering_in_scope(uow: UnitOfWork, id_or_code: str) -> OfferingOut:
+    """One offering for an integration: needs ``catalog.read``; an offering not sold in
+    a regional actor's subtree answers "Unknown offering" like a missing one."""
+    _require_catalog_reader(uow.actor)
+    offering = OfferingOut.model_validate(_load_offering(uow, id_or_code))
+    if not _sold_near(uow.actor, offering.regions):
+        raise NotFound(_("Unknown offering {offering}"), offering=id_or_code)
+    return offering
+
+
+def offering_categories(uow: UnitOfWork) -> list[tuple[str, str, datetime]]:
+    """(kind, category, last update) of every (kind, free-text category) pair in use
+    among the offerings the actor may see, sorted. Needs ``catalog.read``."""
+    _require_catalog_reader(uow.actor)
+    scoped = _scoped_offerings(uow).subquery()
+    query = (
+        select(scoped.c.kind, scoped.c.category, func.max(scoped.c.updated_at))
+        .group_by(scoped.c.kind, scoped.c.category)
+        .order_by(scoped.c.kind, scoped.c.category)
+    )
+    return [(str(k), str(c), as_utc(u)) for k, c, u in uow.session.execute(query)]
+
+
+def offerings_by_code(uow: UnitOfWork, codes: Collection[str]) -> dict[str, OfferingOut]:
+    """The offerings with these codes that the actor may read (drafts only for catalog
+    staff, like ``get_offering``), by code; unknown codes are simply absent. One query
+    per 500 codes: lists of lines and of offerings name their plans and VAS in bulk."""
+    found: dict[str, OfferingOut] = {}
+    wanted = sorted({_norm_code(c) for c in codes if isinstance(c, str)})
+    drafts = _can_see_drafts(uow.actor)
+    for chunk in _chunks(wanted):
+        for row in uow.session.scalars(select(Offering).where(Offering.code.in_(chunk))):
+            if row.status != OfferingStatus.draft or drafts:
+                found[row.code] = OfferingOut.model_validate(row)
+    return found

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, cast
@@ -29,7 +29,18 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import Connection, Row, Table, delete, event, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Table,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
@@ -50,6 +61,15 @@ from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
 from teleserve.core.logging import get_logger
 from teleserve.core.masking import mask_email, mask_id_number, mask_name, mask_phone
+from teleserve.core.query import (
+    Condition,
+    FilterField,
+    ListQuery,
+    Op,
+    fetch_page,
+    parse_datetime,
+    where_clauses,
+)
 from teleserve.core.sequences import RecordSequence
 from teleserve.core.settings import Settings, get_settings
 from teleserve.core.throttle import Rate, get_throttle
@@ -82,16 +102,19 @@ from teleserve.customers.models import (
     session_table,
 )
 from teleserve.customers.schemas import (
+    AccountRecord,
     AccountSpec,
     BillingAccountView,
     ContactMediumView,
     CustomerAuth,
     CustomerDetail,
+    CustomerRecord,
     CustomerRegistration,
     CustomerSummary,
     CustomerToken,
     IdentityDocumentView,
     OtpSent,
+    PartyView,
     Registered,
     ServiceNumberSpec,
 )
@@ -664,23 +687,31 @@ def search_customers(
     name: str | None = None,
     service_number: str | None = None,
     id_number: str | None = None,
+    number: str | None = None,
     limit: int = 50,
+    offset: int = 0,
 ) -> list[CustomerSummary]:
     """Customers in the actor's subtree matching every criterion given: ``name`` by
     prefix, ``service_number`` exactly (a line or a contact mobile), ``id_number`` exactly
-    through its blind index. At least one criterion is required."""
+    through its blind index, ``number`` (the customer number, ``C…``) exactly. At least
+    one criterion is required. ``offset`` skips that many matches (paging)."""
     uow.actor.require(READ)
     name = " ".join((name or "").split())
     service_number = (service_number or "").strip()
     id_number = (id_number or "").strip()
-    if not (name or service_number or id_number):
+    number = (number or "").strip().upper()
+    if not (name or service_number or id_number or number):
         raise ValidationError(
             _("Give a name, a service number or an ID number to search for"),
             code="search_empty",
         )
     if not 1 <= limit <= SEARCH_LIMIT_MAX:
         raise ValidationError(_("The search limit is between 1 and {max}"), max=SEARCH_LIMIT_MAX)
+    if offset < 0:
+        raise ValidationError(_("offset must be zero or more"), code="invalid_offset")
     query = select(Customer).where(uow.actor.scope(Customer.org_path))
+    if number:
+        query = query.where(Customer.number == number)
     if name:
         query = query.where(Customer.name.startswith(name, autoescape=True))
     if id_number:
@@ -705,7 +736,7 @@ def search_customers(
                 )
             )
             query = query.where(or_(owns_line, has_mobile))
-    query = query.order_by(Customer.name, Customer.number).limit(limit)
+    query = query.order_by(Customer.name, Customer.number).offset(offset).limit(limit)
     return [_summary(c) for c in uow.session.scalars(query)]
 
 
@@ -742,6 +773,34 @@ def reveal_id_number(uow: UnitOfWork, customer_id: str, document_id: str | None 
         },
     )
     return number
+
+
+def audit_trail(
+    uow: UnitOfWork,
+    customer_id: str,
+    *,
+    related: Sequence[tuple[str, str]] = (),
+    limit: int = 20,
+    offset: int = 0,
+) -> list[audit.AuditEntry]:
+    """The audit records about a customer, newest first: those whose subject is the
+    customer itself (registration, accounts, service numbers and passwords, ID reveals,
+    logins) and those about ``related`` (subject type, id) pairs — the customer's lines,
+    payments... that the caller read for this customer through their own domains'
+    scoped services (this domain cannot see their tables).
+
+    Needs ``customers.read`` and a customer inside the actor's subtree, not ``audit.read``:
+    the trail is part of the customer record an agent already sees at the counter, and
+    the records it shows carry masked data only. Reading the whole audit log (any subject,
+    any actor) is what ``audit.read`` is for."""
+    uow.actor.require(READ)
+    if not 1 <= limit <= SEARCH_LIMIT_MAX:
+        raise ValidationError(_("The search limit is between 1 and {max}"), max=SEARCH_LIMIT_MAX)
+    if offset < 0:
+        raise ValidationError(_("offset must be zero or more"), code="invalid_offset")
+    customer = _customer_row(uow, customer_id)
+    subjects = [("customer", customer.id), *related]
+    return audit.records_about(uow.connection, subjects, limit=limit, offset=offset)
 
 
 def _require_writable(uow: UnitOfWork) -> None:
@@ -1782,3 +1841,462 @@ def purge_expired(uow: UnitOfWork, *, older_than_days: int = 7) -> int:
         )
     ).rowcount
     return int(removed)
+
+
+# =====================================================================================
+# Attribute-filtered lists (TMF APIs) and the few changes they expose
+# =====================================================================================
+#
+# Every list filters in SQL (``core.query``) inside the actor's subtree, counts with one
+# COUNT over the same filtered select, orders by primary key (ids grow with time, so the
+# order is stable and served by the primary-key index) and loads what a page shows in a
+# fixed number of queries, whatever its length.
+
+# A filter that is more than a column comparison: one value → a WHERE clause. These take
+# ``eq`` only (several values: any of them).
+_Matcher = Callable[[str], ColumnElement[bool]]
+
+
+def _filter_clauses(
+    conditions: Sequence[Condition],
+    fields: Mapping[str, FilterField],
+    matchers: Mapping[str, _Matcher],
+) -> list[ColumnElement[bool]]:
+    plain: list[Condition] = []
+    clauses: list[ColumnElement[bool]] = []
+    for condition in conditions:
+        match = matchers.get(condition.field)
+        if match is None:
+            plain.append(condition)
+            continue
+        if condition.op is not Op.eq:
+            raise ValidationError(
+                _("The operator {op} cannot be used on {field}"),
+                code="unsupported_filter",
+                op=condition.op.value,
+                field=condition.field,
+            )
+        try:
+            terms = [match(value) for value in condition.values]
+        except ValidationError:
+            # The value is never echoed: it may be an ID number.
+            raise ValidationError(
+                _("Invalid value for the filter {field}"),
+                code="invalid_filter",
+                field=condition.field,
+            ) from None
+        if terms:
+            clauses.append(or_(*terms))
+    return clauses + where_clauses(plain, fields)
+
+
+def _name_prefix(value: str) -> ColumnElement[bool]:
+    prefix = " ".join(value.split())
+    if not prefix:
+        raise ValidationError(_("The name is missing"), code="name_missing")
+    # The name index (text_pattern_ops on PostgreSQL) serves LIKE 'prefix%'.
+    return Customer.name.startswith(prefix, autoescape=True)
+
+
+def _id_number_match(value: str) -> ColumnElement[bool]:
+    """Customers holding the document: an exact lookup through the blind index."""
+    index = _id_index(canonical_document_number(value))
+    return Customer.id.in_(
+        select(IdentityDocument.customer_id).where(IdentityDocument.number_index == index)
+    )
+
+
+def _service_number_match(value: str) -> ColumnElement[bool]:
+    """Customers owning the service number, or with it as their contact mobile (the same
+    rule as ``search_customers``)."""
+    number = normalize_service_number(value)
+    owns_line = Customer.id.in_(
+        select(ServiceCredential.customer_id).where(ServiceCredential.service_number == number)
+    )
+    mobile = _mobile_or_none(number)
+    if mobile is None:
+        return owns_line
+    has_mobile = Customer.id.in_(
+        select(ContactMedium.customer_id).where(
+            ContactMedium.kind == ContactKind.mobile, ContactMedium.value == mobile
+        )
+    )
+    return or_(owns_line, has_mobile)
+
+
+def _party_match(value: str) -> ColumnElement[bool]:
+    return or_(
+        Customer.id.in_(select(Individual.customer_id).where(Individual.id == value)),
+        Customer.id.in_(select(Organization.customer_id).where(Organization.id == value)),
+    )
+
+
+def _account_match(value: str) -> ColumnElement[bool]:
+    return Customer.id.in_(select(BillingAccount.customer_id).where(BillingAccount.id == value))
+
+
+CUSTOMER_FILTERS: Mapping[str, FilterField] = {
+    "status": FilterField(Customer.status),
+    "category": FilterField(Customer.category),
+    "number": FilterField(Customer.number),
+    "created_at": FilterField(Customer.created_at, parse_datetime, ordered=True),
+}
+_CUSTOMER_MATCHERS: Mapping[str, _Matcher] = {
+    "name": _name_prefix,
+    "party_id": _party_match,
+    "account_id": _account_match,
+    "service_number": _service_number_match,
+    "id_number": _id_number_match,
+}
+
+
+def list_customers(uow: UnitOfWork, query: ListQuery) -> tuple[list[CustomerRecord], int]:
+    """One page of the customers in the actor's subtree matching ``query`` and their total.
+
+    Fields: ``status``, ``category``, ``number`` (exact), ``created_at`` (ordered),
+    ``name`` (prefix), ``party_id``, ``account_id``, ``service_number`` (a line or a
+    contact mobile) and ``id_number`` (exact, through the blind index)."""
+    uow.actor.require(READ)
+    clauses = _filter_clauses(query.conditions, CUSTOMER_FILTERS, _CUSTOMER_MATCHERS)
+    base = select(Customer).where(uow.actor.scope(Customer.org_path), *clauses)
+    rows, total = fetch_page(uow.session, base, query, order_by=[Customer.id])
+    return _customer_records(uow, rows), total
+
+
+def get_customer_record(uow: UnitOfWork, customer_id: str) -> CustomerRecord:
+    """One customer as ``list_customers`` shows it."""
+    uow.actor.require(READ)
+    (record,) = _customer_records(uow, [_customer_row(uow, customer_id)])
+    return record
+
+
+def _customer_records(uow: UnitOfWork, customers: Sequence[Customer]) -> list[CustomerRecord]:
+    ids = [c.id for c in customers]
+    if not ids:
+        return []
+    session = uow.session
+    parties: dict[str, str] = {}
+    # One query per category present on the page (a page of persons reads no
+    # organisations).
+    for category in sorted({c.category for c in customers}):
+        model = _party_model(category)
+        rows = session.execute(
+            select(model.customer_id, model.id).where(model.customer_id.in_(ids))
+        )
+        parties.update({row.customer_id: row.id for row in rows})
+    contacts = _contacts_of(uow, ids)
+    accounts: dict[str, list[BillingAccountView]] = {}
+    for account in session.scalars(
+        select(BillingAccount)
+        .where(BillingAccount.customer_id.in_(ids))
+        .order_by(BillingAccount.created_at, BillingAccount.number)
+    ):
+        accounts.setdefault(account.customer_id, []).append(_account_view(account))
+    return [
+        CustomerRecord(
+            **_summary(customer).model_dump(),
+            party_id=parties[customer.id],
+            contacts=tuple(contacts.get(customer.id, ())),
+            accounts=tuple(accounts.get(customer.id, ())),
+        )
+        for customer in customers
+    ]
+
+
+def _contacts_of(
+    uow: UnitOfWork, customer_ids: Sequence[str]
+) -> dict[str, list[ContactMediumView]]:
+    contacts: dict[str, list[ContactMediumView]] = {}
+    for contact in uow.session.scalars(
+        select(ContactMedium)
+        .where(ContactMedium.customer_id.in_(customer_ids))
+        .order_by(ContactMedium.created_at, ContactMedium.id)
+    ):
+        contacts.setdefault(contact.customer_id, []).append(_contact_view(contact))
+    return contacts
+
+
+# -- parties ---------------------------------------------------------------------------
+
+
+def _party_model(category: CustomerCategory | str) -> type[Individual] | type[Organization]:
+    try:
+        kind = CustomerCategory(category)
+    except ValueError:
+        raise ValidationError(
+            _("Unknown customer category {category}"), code="category", category=str(category)
+        ) from None
+    return Individual if kind is CustomerCategory.individual else Organization
+
+
+_PARTY_MATCHERS: Mapping[str, _Matcher] = {"name": _name_prefix, "id_number": _id_number_match}
+
+
+def _party_filters(model: type[Individual] | type[Organization]) -> dict[str, FilterField]:
+    fields = {
+        "customer_id": FilterField(Customer.id),
+        "created_at": FilterField(Customer.created_at, parse_datetime, ordered=True),
+    }
+    if model is Individual:
+        fields["gender"] = FilterField(Individual.gender)
+    else:
+        fields["credit_code"] = FilterField(Organization.credit_code, _credit_code_filter)
+    return fields
+
+
+def _credit_code_filter(value: str) -> str:
+    return value.strip().upper()
+
+
+def list_parties(
+    uow: UnitOfWork, category: CustomerCategory | str, query: ListQuery
+) -> tuple[list[PartyView], int]:
+    """One page of the individuals (or organisations) in the actor's subtree and their
+    total. Fields: ``customer_id``, ``created_at`` (ordered), ``name`` (prefix),
+    ``id_number`` (individuals, blind index), ``gender`` (individuals), ``credit_code``
+    (organisations, exact)."""
+    uow.actor.require(READ)
+    model = _party_model(category)
+    matchers = _PARTY_MATCHERS if model is Individual else {"name": _name_prefix}
+    clauses = _filter_clauses(query.conditions, _party_filters(model), matchers)
+    base = (
+        select(model)
+        .join(Customer, Customer.id == model.customer_id)
+        .where(uow.actor.scope(Customer.org_path), *clauses)
+    )
+    rows, total = fetch_page(uow.session, base, query, order_by=[model.id])
+    return _party_views(uow, rows), total
+
+
+def get_party(uow: UnitOfWork, category: CustomerCategory | str, party_id: str) -> PartyView:
+    """One individual (or organisation) inside the actor's subtree (else NotFound)."""
+    uow.actor.require(READ)
+    model = _party_model(category)
+    party = cast(
+        Individual | Organization | None,
+        uow.session.scalars(
+            select(model)
+            .join(Customer, Customer.id == model.customer_id)
+            .where(model.id == party_id, uow.actor.scope(Customer.org_path))
+        ).first(),
+    )
+    if party is None:
+        raise NotFound(_("No such party"), code="party_not_found")
+    (view,) = _party_views(uow, [party])
+    return view
+
+
+def get_customer_party(uow: UnitOfWork, customer_id: str) -> PartyView:
+    """The party (individual or organisation) of a customer."""
+    uow.actor.require(READ)
+    customer = _customer_row(uow, customer_id)
+    model = _party_model(customer.category)
+    party = cast(
+        Individual | Organization,
+        uow.session.scalars(select(model).where(model.customer_id == customer.id)).one(),
+    )
+    (view,) = _party_views(uow, [party])
+    return view
+
+
+def _party_views(uow: UnitOfWork, parties: Sequence[Individual | Organization]) -> list[PartyView]:
+    ids = [p.customer_id for p in parties]
+    if not ids:
+        return []
+    contacts = _contacts_of(uow, ids)
+    documents: dict[str, list[IdentityDocumentView]] = {}
+    for document in uow.session.scalars(
+        select(IdentityDocument)
+        .where(IdentityDocument.customer_id.in_(ids))
+        .order_by(IdentityDocument.created_at, IdentityDocument.id)
+    ):
+        documents.setdefault(document.customer_id, []).append(
+            IdentityDocumentView(
+                id=document.id, doc_type=document.doc_type, number_masked=document.number_masked
+            )
+        )
+    views = []
+    for party in parties:
+        person = isinstance(party, Individual)
+        views.append(
+            PartyView(
+                id=party.id,
+                customer_id=party.customer_id,
+                category=CustomerCategory.individual if person else CustomerCategory.organisation,
+                name=mask_name(party.name) if person else party.name,
+                gender=party.gender if isinstance(party, Individual) else None,
+                credit_code=party.credit_code if isinstance(party, Organization) else None,
+                documents=tuple(documents.get(party.customer_id, ())),
+                contacts=tuple(contacts.get(party.customer_id, ())),
+                org_path=party.org_path,
+                created_at=party.created_at,
+            )
+        )
+    return views
+
+
+# -- billing accounts ------------------------------------------------------------------
+
+ACCOUNT_FILTERS: Mapping[str, FilterField] = {
+    "customer_id": FilterField(BillingAccount.customer_id),
+    "status": FilterField(BillingAccount.status),
+    "kind": FilterField(BillingAccount.kind),
+    "number": FilterField(BillingAccount.number),
+    "created_at": FilterField(BillingAccount.created_at, parse_datetime, ordered=True),
+}
+
+
+def list_accounts(uow: UnitOfWork, query: ListQuery) -> tuple[list[AccountRecord], int]:
+    """One page of the billing accounts in the actor's subtree and their total. Fields:
+    ``customer_id``, ``status``, ``kind``, ``number`` (exact), ``created_at`` (ordered)."""
+    uow.actor.require(READ)
+    clauses = where_clauses(query.conditions, ACCOUNT_FILTERS)
+    base = (
+        select(BillingAccount, Customer.name, Customer.category)
+        .join(Customer, Customer.id == BillingAccount.customer_id)
+        .where(uow.actor.scope(BillingAccount.org_path), *clauses)
+    )
+    rows, total = fetch_page(uow.session, base, query, order_by=[BillingAccount.id])
+    return [_account_record(row[0], row[1], row[2]) for row in rows], total
+
+
+def get_account_record(uow: UnitOfWork, account_id: str) -> AccountRecord:
+    uow.actor.require(READ)
+    account = _account_row(uow, account_id)
+    owner = uow.session.execute(
+        select(Customer.name, Customer.category).where(Customer.id == account.customer_id)
+    ).one()
+    return _account_record(account, owner.name, owner.category)
+
+
+def _account_record(account: BillingAccount, owner_name: str, category: str) -> AccountRecord:
+    shown = mask_name(owner_name) if category == CustomerCategory.individual else owner_name
+    return AccountRecord(**_account_view(account).model_dump(), customer_name=shown)
+
+
+def change_credit_limit(uow: UnitOfWork, account_id: str, credit_limit: int) -> BillingAccountView:
+    """Set the credit limit (fen) of an active postpaid account; audited. A prepaid
+    account has none (refused, as when opening one)."""
+    uow.actor.require(WRITE)
+    account = _account_row(uow, account_id, lock=True)
+    _check_account(account.kind, credit_limit, account.bill_cycle_day)
+    if account.status != AccountStatus.active:
+        raise Conflict(_("The billing account is already closed"), code="account_closed")
+    if account.credit_limit == credit_limit:
+        return _account_view(account)
+    previous = account.credit_limit
+    account.credit_limit = credit_limit
+    uow.flush()
+    uow.audit(
+        "billing_account.credit_limit_changed",
+        "customer",
+        account.customer_id,
+        {
+            "account_id": account.id,
+            "number": account.number,
+            "from": previous,
+            "to": credit_limit,
+        },
+    )
+    return _account_view(account)
+
+
+# -- contact media ---------------------------------------------------------------------
+
+
+def replace_contact_media(
+    uow: UnitOfWork,
+    customer_id: str,
+    *,
+    mobile: str | None = None,
+    email: str | None = None,
+    address: str | None = None,
+) -> None:
+    """Make the customer's contact media exactly these (``None``: none of that kind),
+    validated as at registration; audited with masked values. A value given exactly as
+    it is shown (masked) keeps the stored one, so a caller can send back what it read
+    with one medium changed. Rows whose value does not change are kept as they are."""
+    uow.actor.require(WRITE)
+    customer = _customer_row(uow, customer_id, lock=True)
+    if customer.status != CustomerStatus.active:
+        raise Conflict(_("The customer is closed"), code="customer_closed")
+    existing = uow.session.scalars(
+        select(ContactMedium)
+        .where(ContactMedium.customer_id == customer.id)
+        .order_by(ContactMedium.created_at, ContactMedium.id)
+    ).all()
+    shown = {c.kind: (_contact_view(c).value, c.value) for c in reversed(existing)}
+    normalise: dict[str, Callable[[str], str]] = {
+        ContactKind.mobile: normalize_mobile,
+        ContactKind.email: normalize_email,
+        ContactKind.address: normalize_address,
+    }
+    wanted: dict[str, str | None] = {}
+    for kind, value in (
+        (ContactKind.mobile, mobile),
+        (ContactKind.email, email),
+        (ContactKind.address, address),
+    ):
+        if not value:
+            wanted[kind] = None
+        elif kind in shown and value == shown[kind][0]:
+            wanted[kind] = shown[kind][1]
+        else:
+            wanted[kind] = normalise[kind](value)
+    kept: list[ContactMedium] = []
+    changed = False
+    for contact in existing:
+        if wanted.get(contact.kind) == contact.value and all(k.kind != contact.kind for k in kept):
+            kept.append(contact)
+            continue
+        uow.session.delete(contact)
+        changed = True
+    now = utcnow()
+    for wanted_kind, wanted_value in wanted.items():
+        if wanted_value is None or any(k.kind == wanted_kind for k in kept):
+            continue
+        contact = ContactMedium(
+            id=new_id(),
+            customer_id=customer.id,
+            org_path=customer.org_path,
+            kind=str(wanted_kind),
+            value=wanted_value,
+            preferred=False,
+            created_at=now,
+        )
+        uow.session.add(contact)
+        kept.append(contact)
+        changed = True
+    if not changed:
+        return
+    if kept and not any(k.preferred for k in kept):
+        kept[0].preferred = True  # the first one, as at registration
+    customer.updated_at = now
+    uow.flush()
+    uow.audit(
+        "customer.contacts_changed",
+        "customer",
+        customer.id,
+        {
+            "mobile": mask_phone(wanted[ContactKind.mobile]),
+            "email": mask_email(wanted[ContactKind.email]),
+            "address": bool(wanted[ContactKind.address]),
+        },
+    )
+
+
+# -- aggregates for reports ------------------------------------------------------------
+
+
+def count_by_org_path(uow: UnitOfWork) -> dict[str, int]:
+    """Active customers the actor may see, counted per owning org unit (its path).
+
+    A report's input: figures only, no personal data, so it needs ``reports.read``
+    rather than ``customers.read`` (a manager's dashboard). One grouped query."""
+    uow.actor.require("reports.read")
+    query = (
+        select(Customer.org_path, func.count())
+        .where(uow.actor.scope(Customer.org_path), Customer.status == CustomerStatus.active.value)
+        .group_by(Customer.org_path)
+    )
+    return {path: int(count) for path, count in uow.session.execute(query)}

@@ -220,7 +220,9 @@ def create_org_unit(
         _require_root_creator(uow)
         root = _existing_root(uow)
         if root is not None:
-            raise Conflict(_("The organisation tree already has its root {org_code}"), org_code=root.code)
+            raise Conflict(
+                _("The organisation tree already has its root {org_code}"), org_code=root.code
+            )
         path = f"/{spec.code}/"
     else:
         if parent_id is None:
@@ -268,7 +270,9 @@ def create_org_units_batch(uow: UnitOfWork, specs: Sequence[OrgUnitSpec]) -> lis
         roots = [spec.code for spec in cleaned if spec.level is OrgLevel.operator]
         if root is not None or len(roots) > 1:
             existing = root.code if root is not None else roots[0]
-            raise Conflict(_("The organisation tree already has its root {org_code}"), org_code=existing)
+            raise Conflict(
+                _("The organisation tree already has its root {org_code}"), org_code=existing
+            )
 
     batch_levels = {spec.code: spec.level for spec in cleaned}
     planned: dict[str, tuple[str, OrgLevel, str]] = {}  # code -> (id, level, path)
@@ -371,6 +375,17 @@ def org_path_of(uow: UnitOfWork, org_id: str) -> str:
     own permission (e.g. ``customers.write``), so this asks for none beyond visibility —
     nobody can file a record under a unit outside their subtree."""
     return _visible_unit(uow, org_id).path
+
+
+def org_unit_id_at(uow: UnitOfWork, path: str) -> str:
+    """The id of the org unit at ``path``, if the actor can see it (else NotFound).
+
+    The converse of ``org_path_of``: an actor that only knows its own path (an API client
+    registering a customer under its own unit) finds the unit to file it under."""
+    unit = uow.session.scalars(select(OrgUnit).where(OrgUnit.path == path)).first()
+    if unit is None or not uow.actor.sees(unit.path):
+        raise NotFound(_("No such org unit"))
+    return unit.id
 
 
 # -- staff users: shared pieces --------------------------------------------------------
@@ -1217,3 +1232,63 @@ def purge_expired_tokens(uow: UnitOfWork) -> int:
     uow.actor.require("iam.clients.write")
     result = uow.session.execute(delete(ApiToken).where(ApiToken.expires_at <= utcnow()))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# -- staff users: lists for the console ------------------------------------------------
+
+USER_STATUSES = ("active", "inactive", "locked")
+USERS_PAGE_MAX = 200
+
+
+def search_users(
+    uow: UnitOfWork,
+    *,
+    org_id: str | None = None,
+    role: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[StaffUserOut]:
+    """One page of the users in the actor's subtree, by username: under ``org_id``,
+    holding ``role``, and ``active`` / ``inactive`` / ``locked`` (a lockout still
+    running). Filtered and paged in SQL, so a large operator's list stays cheap."""
+    uow.actor.require("iam.users.read")
+    if not 1 <= limit <= USERS_PAGE_MAX:
+        raise ValidationError(_("limit must be between 1 and {maximum}"), maximum=USERS_PAGE_MAX)
+    if offset < 0:
+        raise ValidationError(_("offset must be zero or more"))
+    query = select(StaffUser).where(uow.actor.scope(StaffUser.org_path))
+    if org_id is not None:
+        query = query.where(
+            StaffUser.org_path.startswith(org_path_of(uow, org_id), autoescape=True)
+        )
+    if role is not None:
+        if role not in ROLES:
+            raise ValidationError(_("Unknown role {role}"), role=role[:32])
+        holders = select(StaffUserRole.user_id).where(StaffUserRole.role == role)
+        query = query.where(StaffUser.id.in_(holders))
+    if status == "active":
+        query = query.where(StaffUser.active.is_(True))
+    elif status == "inactive":
+        query = query.where(StaffUser.active.is_(False))
+    elif status == "locked":
+        query = query.where(StaffUser.locked_until > utcnow())
+    elif status is not None:
+        raise ValidationError(_("Unknown user status {status}"), status=status[:20])
+    query = query.order_by(StaffUser.username).offset(offset).limit(limit)
+    users = list(uow.session.scalars(query))
+    roles = _roles_of_many(uow, [user.id for user in users])
+    return [_user_out(user, roles[user.id]) for user in users]
+
+
+def grantable_roles(actor: Actor) -> tuple[str, ...]:
+    """The roles ``actor`` may grant (and so manage), in the order of ``ROLES`` — what a
+    form offers; ``create_user`` and ``set_roles`` check the same rule."""
+    found = []
+    for role in ROLES:
+        try:
+            _require_grantable(actor, frozenset({role}))
+        except PermissionDenied:
+            continue
+        found.append(role)
+    return tuple(found)

@@ -58,6 +58,15 @@ from teleserve.core.errors import Conflict, DomainError, NotFound, ValidationErr
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
 from teleserve.core.masking import mask_phone
+from teleserve.core.query import (
+    Condition,
+    FilterField,
+    ListQuery,
+    Op,
+    fetch_page,
+    parse_datetime,
+    where_clauses,
+)
 from teleserve.core.settings import get_settings
 from teleserve.core.uow import UnitOfWork
 from teleserve.numbers import rules
@@ -71,7 +80,7 @@ from teleserve.numbers.models import (
 )
 from teleserve.numbers.rules import parse_number
 from teleserve.numbers.schemas import AssignItem as AssignItem  # callers build items from here
-from teleserve.numbers.schemas import GradeOut, NumberOut, RangeOut, SweepOut
+from teleserve.numbers.schemas import GradeOut, NumberOut, PoolOut, RangeOut, SweepOut
 
 NUMBERS = cast(Table, PoolNumber.__table__)
 GRADES = cast(Table, NumberGrade.__table__)
@@ -277,6 +286,7 @@ def _to_view(row: Any, now: datetime) -> NumberOut:
         subscription_ref=row.subscription_ref,
         assigned_at=row.assigned_at,
         quarantine_until=row.quarantine_until if status is QUARANTINE else None,
+        range_id=row.range_id,
     )
 
 
@@ -610,6 +620,7 @@ def _record_assignments(
                 customer_id=item.customer_id,
                 subscription_ref=item.subscription_ref,
                 assigned_at=now,
+                range_id=row.range_id,
             )
         )
     return assigned
@@ -632,6 +643,7 @@ def _number_rows(uow: UnitOfWork, values: Sequence[str], *, lock: bool = False) 
         t.holder,
         t.reserved_until,
         t.quarantine_until,
+        t.range_id,
     )
     found: dict[str, Any] = {}
     for chunk in _chunks(sorted(set(values))):
@@ -925,7 +937,7 @@ def _known_grade(uow: UnitOfWork, code: str) -> str:
         return code
     exists = uow.session.scalar(select(NumberGrade.id).where(NumberGrade.code == code))
     if exists is None:
-        raise ValidationError(_("Unknown grade {code}"), code=code)
+        raise ValidationError(_("Unknown grade {grade}"), grade=code)
     return code
 
 
@@ -950,7 +962,7 @@ def create_grade(
     """Define a premium grade; ``pattern`` must fully match the last ``digits`` digits."""
     uow.actor.require("numbers.admin")
     if not isinstance(code, str) or not _GRADE_CODE.fullmatch(code) or code == rules.ORDINARY_CODE:
-        raise ValidationError(_("Invalid grade code {code}"), code=str(code))
+        raise ValidationError(_("Invalid grade code {grade}"), grade=str(code)[:40])
     for name in (name_zh, name_en):
         if not isinstance(name, str) or not 1 <= len(name.strip()) <= 50:
             raise ValidationError(_("A grade needs a Chinese and an English name"))
@@ -970,7 +982,7 @@ def create_grade(
         created_at=utcnow(),
     )
     if uow.session.scalar(select(NumberGrade.id).where(NumberGrade.code == code)) is not None:
-        raise Conflict(_("Grade {code} already exists"), code=code)
+        raise Conflict(_("Grade {grade} already exists"), grade=code)
     uow.session.add(grade)
     uow.session.flush()
     uow.audit("numbers.grade_created", "number_grade", code, _grade_out(grade).model_dump())
@@ -984,7 +996,7 @@ def update_grade_fees(
     uow.actor.require("numbers.admin")
     grade = uow.session.scalar(select(NumberGrade).where(NumberGrade.code == code))
     if grade is None:
-        raise ValidationError(_("Unknown grade {code}"), code=code)
+        raise ValidationError(_("Unknown grade {grade}"), grade=code)
     detail = {
         "before": {"premium_fee": grade.premium_fee, "min_plan_fee": grade.min_plan_fee},
         "after": {"premium_fee": _fee(premium_fee), "min_plan_fee": _fee(min_plan_fee)},
@@ -1190,3 +1202,174 @@ def list_ranges(uow: UnitOfWork, org_path: str | None = None) -> list[RangeOut]:
         query = query.where(NumberRange.org_path.startswith(org_path, autoescape=True))
     ranges = uow.session.scalars(query.order_by(NumberRange.prefix, NumberRange.start_suffix))
     return [_range_out(r) for r in ranges]
+
+
+# -- lists for the TMF685 resource pool API and the console ------------------------------
+
+# What a list of ranges filters on (``core.query``), besides ``org_code``: the owning
+# region by its org code, i.e. the last segment of the range's org path (equality only).
+RANGE_FILTERS: dict[str, FilterField] = {
+    "kind": FilterField(NumberRange.kind, lambda value: NumberKind(value).value),
+}
+# What a list of live reservations filters on.
+RESERVATION_FILTERS: dict[str, FilterField] = {
+    "holder": FilterField(NUMBERS.c.holder),
+    "number": FilterField(NUMBERS.c.value),
+    "range_id": FilterField(NUMBERS.c.range_id),
+    "reserved_until": FilterField(NUMBERS.c.reserved_until, parse_datetime, ordered=True),
+}
+
+
+def _range_clauses(conditions: Sequence[Condition]) -> list[ColumnElement[bool]]:
+    """``RANGE_FILTERS`` and ``org_code`` conditions as SQL."""
+    clauses = where_clauses([c for c in conditions if c.field != "org_code"], RANGE_FILTERS)
+    for condition in conditions:
+        if condition.field != "org_code":
+            continue
+        if condition.op is not Op.eq:
+            raise ValidationError(
+                _("The operator {op} cannot be used on {field}"),
+                code="unsupported_filter",
+                op=condition.op.value,
+                field=condition.field,
+            )
+        if condition.values:
+            path = NumberRange.org_path
+            clauses.append(
+                or_(*(path.endswith(f"/{code}/", autoescape=True) for code in condition.values))
+            )
+    return clauses
+
+
+def _pool_counts(uow: UnitOfWork, range_ids: Sequence[str]) -> dict[str, dict[NumberStatus, int]]:
+    """Numbers of each range by effective state (one grouped query for a page of ranges)."""
+    counts = {range_id: dict.fromkeys(NumberStatus, 0) for range_id in range_ids}
+    if not range_ids:
+        return counts
+    # Label in a subquery, group outside (see ``count_by_status``).
+    inner = (
+        select(NUMBERS.c.range_id, _effective_sql(utcnow()).label("state"))
+        .where(NUMBERS.c.range_id.in_(list(range_ids)), uow.actor.scope(NUMBERS.c.org_path))
+        .subquery()
+    )
+    rows = uow.connection.execute(
+        select(inner.c.range_id, inner.c.state, func.count()).group_by(
+            inner.c.range_id, inner.c.state
+        )
+    ).all()
+    for range_id, state, count in rows:
+        counts[range_id][NumberStatus(state)] = int(count)
+    return counts
+
+
+def list_pools(uow: UnitOfWork, query: ListQuery) -> tuple[list[PoolOut], int]:
+    """Ranges of the actor's subtree matching ``query`` (``RANGE_FILTERS``) with their
+    numbers counted by state, by first number, and how many ranges match in all."""
+    uow.actor.require("numbers.read")
+    select_ = select(NumberRange).where(
+        uow.actor.scope(NumberRange.org_path), *_range_clauses(query.conditions)
+    )
+    ranges, total = fetch_page(
+        uow.session,
+        select_,
+        query,
+        order_by=[NumberRange.prefix, NumberRange.start_suffix, NumberRange.id],
+    )
+    counts = _pool_counts(uow, [r.id for r in ranges])
+    return [PoolOut(range=_range_out(r), counts=counts[r.id]) for r in ranges], total
+
+
+def get_pool(uow: UnitOfWork, range_id: str) -> PoolOut:
+    """One range of the actor's subtree with its numbers counted by state."""
+    uow.actor.require("numbers.read")
+    found = uow.session.scalars(
+        select(NumberRange).where(NumberRange.id == range_id, uow.actor.scope(NumberRange.org_path))
+    ).first()
+    if found is None:
+        raise NotFound(_("No such number range"), code="range_not_found")
+    return PoolOut(range=_range_out(found), counts=_pool_counts(uow, [found.id])[found.id])
+
+
+def list_reservations(uow: UnitOfWork, query: ListQuery) -> tuple[list[NumberOut], int]:
+    """Live reservations (numbers whose effective state is reserved) of the actor's
+    subtree matching ``query`` (``RESERVATION_FILTERS``), soonest expiry first."""
+    uow.actor.require("numbers.read")
+    now = utcnow()
+    select_ = _view_query().where(
+        uow.actor.scope(NUMBERS.c.org_path),
+        in_state(RESERVED, now),
+        *where_clauses(query.conditions, RESERVATION_FILTERS),
+    )
+    rows, total = fetch_page(
+        uow.session, select_, query, order_by=[NUMBERS.c.reserved_until, NUMBERS.c.value]
+    )
+    return [_to_view(row, now) for row in rows], total
+
+
+# What a list of numbers in quarantine filters on.
+QUARANTINE_FILTERS: dict[str, FilterField] = {
+    "number": FilterField(NUMBERS.c.value),
+    "range_id": FilterField(NUMBERS.c.range_id),
+    "quarantine_until": FilterField(NUMBERS.c.quarantine_until, parse_datetime, ordered=True),
+}
+
+
+def list_quarantine(uow: UnitOfWork, query: ListQuery) -> tuple[list[NumberOut], int]:
+    """Numbers resting in quarantine 冷冻期 right now (effective state) in the actor's
+    subtree matching ``query`` (``QUARANTINE_FILTERS``), soonest release first."""
+    uow.actor.require("numbers.read")
+    now = utcnow()
+    select_ = _view_query().where(
+        uow.actor.scope(NUMBERS.c.org_path),
+        in_state(QUARANTINE, now),
+        *where_clauses(query.conditions, QUARANTINE_FILTERS),
+    )
+    rows, total = fetch_page(
+        uow.session, select_, query, order_by=[NUMBERS.c.quarantine_until, NUMBERS.c.value]
+    )
+    return [_to_view(row, now) for row in rows], total
+
+
+def get_reservation(uow: UnitOfWork, number: str) -> NumberOut:
+    """A number reserved right now, in the actor's subtree; otherwise NotFound (free,
+    assigned, lapsed, malformed or another organisation's alike)."""
+    uow.actor.require("numbers.read")
+    missing = NotFound(_("No such reservation"), code="reservation_not_found")
+    try:
+        value = _number(number)
+    except ValidationError:
+        raise missing from None
+    row = uow.connection.execute(
+        _view_query().where(
+            NUMBERS.c.value == value,
+            uow.actor.scope(NUMBERS.c.org_path),
+            in_state(RESERVED, utcnow()),
+        )
+    ).first()
+    if row is None:
+        raise missing
+    return _to_view(row, utcnow())
+
+
+# -- aggregates for reports ------------------------------------------------------------
+
+
+def count_by_org_path_and_status(uow: UnitOfWork) -> dict[tuple[str, NumberStatus], int]:
+    """Numbers of the pool the actor may see, by owning org unit (its path) and
+    effective state (a lapsed reservation or an ended quarantine counts as free). A
+    report's input: figures only, so it needs ``reports.read``, not ``numbers.read``."""
+    uow.actor.require("reports.read")
+    now = utcnow()
+    # Label in a subquery, group outside (see ``count_by_status``).
+    inner = (
+        select(NUMBERS.c.org_path.label("org_path"), _effective_sql(now).label("state"))
+        .where(uow.actor.scope(NUMBERS.c.org_path))
+        .subquery()
+    )
+    query = select(inner.c.org_path, inner.c.state, func.count()).group_by(
+        inner.c.org_path, inner.c.state
+    )
+    return {
+        (path, NumberStatus(state)): int(count)
+        for path, state, count in uow.connection.execute(query)
+    }

@@ -49,7 +49,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, func, or_, select, update
 
 from teleserve.core.actor import Actor
 from teleserve.core.clock import business_date, utcnow
@@ -57,6 +57,7 @@ from teleserve.core.db import execute_many, insert_many
 from teleserve.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
+from teleserve.core.query import FilterField, ListQuery, fetch_page, parse_datetime, where_clauses
 from teleserve.core.settings import get_settings
 from teleserve.core.uow import UnitOfWork
 from teleserve.payments import ledger
@@ -93,6 +94,8 @@ __all__ = [
     "ensure_customer_accounts",
     "get_payment",
     "get_payment_by_key",
+    "list_account_payments",
+    "list_payments",
     "open_customer_account",
     "post_pending",
     "record_payments",
@@ -106,6 +109,7 @@ __all__ = [
 MAX_AMOUNT = 100_000_000_000
 MAX_KEY = 200
 MAX_REASON = 200
+_LIST_MAX = 200  # payments in one page of a list
 
 # Column widths of the optional text fields of a request (models.Payment).
 _TEXT_FIELDS: dict[str, int] = {
@@ -875,6 +879,63 @@ def _payment_where(uow: UnitOfWork, column: Any, value: object) -> PaymentView:
     return _view(row)
 
 
+def list_account_payments(
+    uow: UnitOfWork, billing_account_id: str, *, limit: int = 20, offset: int = 0
+) -> list[PaymentView]:
+    """Payments to one billing account that the actor may see, newest first (one indexed
+    query, ``ix_payment_billing_account_id``). An account without payments, or outside
+    the actor's subtree, gives an empty list."""
+    uow.actor.require("payments.read")
+    if not 1 <= limit <= _LIST_MAX:
+        raise ValidationError(
+            _("limit must be between 1 and {maximum}"), code="invalid_limit", maximum=_LIST_MAX
+        )
+    if offset < 0:
+        raise ValidationError(_("offset must be zero or more"), code="invalid_offset")
+    t = payment_table
+    actor = uow.actor
+    query = (
+        select(t)
+        .where(
+            t.c.billing_account_id == billing_account_id,
+            or_(actor.scope(t.c.org_path), actor.scope(t.c.received_org_path)),
+        )
+        .order_by(t.c.created_at.desc(), t.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return [_view(row) for row in uow.connection.execute(query).mappings()]
+
+
+# What a list of payments filters on (``core.query``): the edges (TMF676, the console)
+# map their own attribute names to these.
+PAYMENT_FILTERS: dict[str, FilterField] = {
+    "status": FilterField(payment_table.c.status),
+    "channel": FilterField(payment_table.c.channel),
+    "billing_account_id": FilterField(payment_table.c.billing_account_id),
+    "receipt_no": FilterField(payment_table.c.receipt_no),
+    "external_ref": FilterField(payment_table.c.external_ref),
+    "created_at": FilterField(payment_table.c.created_at, parse_datetime, ordered=True),
+}
+
+
+def list_payments(uow: UnitOfWork, query: ListQuery) -> tuple[list[PaymentView], int]:
+    """Payments the actor may see that match ``query`` (``PAYMENT_FILTERS``), newest
+    first, and how many match in all. Filtered in SQL before paging, so the total is true
+    and another organisation's payments are never counted."""
+    uow.actor.require("payments.read")
+    t = payment_table
+    actor = uow.actor
+    select_ = select(t).where(
+        or_(actor.scope(t.c.org_path), actor.scope(t.c.received_org_path)),
+        *where_clauses(query.conditions, PAYMENT_FILTERS),
+    )
+    rows, total = fetch_page(
+        uow.session, select_, query, order_by=[t.c.created_at.desc(), t.c.id.desc()]
+    )
+    return [_view(row._mapping) for row in rows], total
+
+
 def account_balance(uow: UnitOfWork, billing_account_id: str) -> AccountBalance:
     """The figures of a billing account's ledger account (one row read)."""
     uow.actor.require("payments.read")
@@ -1044,3 +1105,42 @@ def close_customer_account(uow: UnitOfWork, billing_account_id: str) -> None:
         row["id"],
         {"billing_account_id": billing_account_id},
     )
+
+
+# -- aggregates for reports ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DailyChannelTotal:
+    business_date: date
+    channel: str
+    payments: int
+    amount: int  # fen
+
+
+def daily_totals(uow: UnitOfWork, first: date, last: date) -> list[DailyChannelTotal]:
+    """Completed payments the actor may see (as ``list_payments``: owner or receiving
+    organisation in its subtree), per business date and channel, ``first`` to ``last``
+    inclusive. Held, pending and reversed money is left out: the figures are money that
+    reached a customer account and stayed there. Needs ``reports.read`` (figures only).
+    One grouped query on ``ix_payment_business_date_channel``."""
+    uow.actor.require("reports.read")
+    if first > last:
+        raise ValidationError(_("The first day must not be after the last day"))
+    t = payment_table
+    actor = uow.actor
+    query = (
+        select(t.c.business_date, t.c.channel, func.count(), func.sum(t.c.amount))
+        .where(
+            t.c.business_date >= first,
+            t.c.business_date <= last,
+            t.c.status == PaymentStatus.completed.value,
+            or_(actor.scope(t.c.org_path), actor.scope(t.c.received_org_path)),
+        )
+        .group_by(t.c.business_date, t.c.channel)
+        .order_by(t.c.business_date, t.c.channel)
+    )
+    return [
+        DailyChannelTotal(day, channel, int(count), int(amount or 0))
+        for day, channel, count, amount in uow.connection.execute(query)
+    ]

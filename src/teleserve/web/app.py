@@ -7,6 +7,8 @@ in later issues.
 - ``GET /metrics`` — Prometheus text format: request counts and latencies by route.
 - ``/docs`` and ``/openapi.json`` — OpenAPI.
 - ``POST /oauth/token`` — bearer tokens for API clients (``teleserve.iam.api``).
+- ``/console/`` — the staff console (``teleserve.web.console``; ``/`` redirects there),
+  ``/static/`` its CSS, scripts and vendored libraries.
 """
 
 from __future__ import annotations
@@ -27,12 +29,18 @@ from prometheus_client import (
 from sqlalchemy import Engine, text
 
 import teleserve
+from teleserve.catalog import api as catalog_api
 from teleserve.core import migrate
 from teleserve.core.errors import DomainError
 from teleserve.core.i18n import normalize_locale
 from teleserve.core.logging import get_logger
 from teleserve.core.settings import Settings
+from teleserve.customers import api as customers_api
 from teleserve.iam.api import router as oauth_router
+from teleserve.inventory import api as inventory_api
+from teleserve.notify import api as notify_api
+from teleserve.numbers import api as numbers_api
+from teleserve.payments import api as payments_api
 from teleserve.web.tmf import errors as tmf_errors
 
 log = get_logger("teleserve.http")
@@ -94,7 +102,31 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
 
     tmf_errors.install(app)
     app.include_router(oauth_router)
+
+    # -- staff console and its static files (teleserve.web.console, docs/console.md) --
+    from pathlib import Path
+
+    from fastapi.responses import RedirectResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from teleserve.web.console.app import create_console_app
+
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    # No mount name: the console's route names (``customer_360``...) resolve as they are.
+    app.mount("/console", create_console_app(settings, engine))
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/console/", status_code=307)
+
+    # -- end of the staff console block --
     # TM Forum Open APIs (each domain's api.py; conventions in teleserve.web.tmf).
+    app.include_router(catalog_api.router)
+    app.include_router(inventory_api.router)
+    app.include_router(customers_api.router)
+    app.include_router(payments_api.router)
+    app.include_router(notify_api.router)
+    app.include_router(numbers_api.router)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, Any]:
