@@ -212,6 +212,16 @@ def _run_server(settings: Settings, role: str, banner: list[str] | None = None) 
             target=run_forever, args=(engine, stop), name="outbox-worker", daemon=True
         )
         worker_thread.start()
+    gateway = None
+    if role in ("all", "gateway"):
+        from teleserve.gateway.server import GatewayThread
+
+        gateway = GatewayThread(engine, settings)
+        bound = gateway.start()
+        console.print(
+            f"TSP/1 gateway on {bound.host}: business :{bound.business_port}, "
+            f"management :{bound.management_port}" + (" (TLS)" if gateway.gateway.tls else "")
+        )
     for line in banner or []:
         console.print(line)
     try:
@@ -229,6 +239,8 @@ def _run_server(settings: Settings, role: str, banner: list[str] | None = None) 
         pass
     finally:
         stop.set()
+        if gateway is not None:
+            gateway.stop()
         if worker_thread is not None:
             worker_thread.join(timeout=10)
         engine.dispose()
@@ -237,14 +249,15 @@ def _run_server(settings: Settings, role: str, banner: list[str] | None = None) 
 @app.command()
 def serve(
     role: Annotated[
-        str, typer.Option(help="all (one process), http or worker (scale-out on PostgreSQL).")
+        str,
+        typer.Option(help="all (one process), http, gateway or worker (scale-out on PostgreSQL)."),
     ] = "all",
     host: Annotated[str | None, typer.Option(help="HTTP listen address.")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
 ) -> None:
-    """Run the server: HTTP app and outbox worker (the gateway role joins with the kiosks)."""
-    if role not in ("all", "http", "worker"):
-        console.print(f"[red]unknown role {role!r}[/red]: all, http or worker")
+    """Run the server: HTTP app, TSP/1 gateway and outbox worker."""
+    if role not in ("all", "http", "gateway", "worker"):
+        console.print(f"[red]unknown role {role!r}[/red]: all, http, gateway or worker")
         raise typer.Exit(2)
     settings = get_settings()
     updates = {k: v for k, v in {"http_host": host, "http_port": port}.items() if v}

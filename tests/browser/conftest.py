@@ -76,6 +76,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         TELESERVE_LOG_JSON="false",
         TELESERVE_AUDIT_CHECKPOINT_DIR=str(workdir / "checkpoints"),
         TELESERVE_AUDIT_SIGNING_KEY_FILE=str(workdir / "audit.key"),
+        # serve --role all includes the TSP/1 gateway: any free ports, so parallel runs
+        # never collide on 7070 / 7071.
+        TELESERVE_GATEWAY_BUSINESS_PORT="0",
+        TELESERVE_GATEWAY_MANAGEMENT_PORT="0",
     )
     for command in (
         ["db", "upgrade", "--json"],

@@ -34,7 +34,13 @@ def test_demo_starts_seeds_and_serves(tmp_path: Path):
     process = subprocess.Popen(
         [str(teleserve), "demo", "--customers", "200", "--port", str(port)],
         cwd=tmp_path,
-        env={**env, "COLUMNS": "200"},
+        # The demo includes the TSP/1 gateway: any free ports, so runs never collide.
+        env={
+            **env,
+            "COLUMNS": "200",
+            "TELESERVE_GATEWAY_BUSINESS_PORT": "0",
+            "TELESERVE_GATEWAY_MANAGEMENT_PORT": "0",
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,

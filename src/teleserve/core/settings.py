@@ -83,6 +83,21 @@ class Settings(BaseSettings):
     terminal_key_grace_hours: float = Field(default=24.0, ge=0)
     terminal_serial_retention_days: int = Field(default=30, ge=30)
 
+    # TSP/1 gateway (PROTOCOL.md, docs/gateway.md). Without a certificate both channels
+    # speak plaintext and admit loopback peers only, unless ``gateway_plaintext_lab``
+    # (an operator's explicit lab switch) admits every address.
+    gateway_host: str = "127.0.0.1"
+    gateway_business_port: int = Field(default=7070, ge=0, le=65535)
+    gateway_management_port: int = Field(default=7071, ge=0, le=65535)
+    gateway_keepalive_s: int = Field(default=30, ge=1, le=3600)
+    gateway_management_timeout_s: float = Field(default=10.0, gt=0)
+    gateway_terminal_cache_s: float = Field(default=2.0, ge=0)
+    gateway_tls_cert: Path | None = None
+    gateway_tls_key: Path | None = None
+    gateway_tls_client_ca: Path | None = None  # set: mutual TLS (client certificates)
+    gateway_plaintext_lab: bool = False
+    gateway_mac_failures_per_minute: int = Field(default=20, ge=1)
+
     # Outbox worker.
     outbox_max_attempts: int = 8
     outbox_backoff_seconds: float = 2.0

@@ -1,0 +1,411 @@
+"""From a decoded request to the frames that answer it: the order of checks, the
+business channel's sign-on / keepalive / sign-off, the serial record rule, and the
+handlers of the serv_types a later slice serves.
+
+Everything here runs on the event loop; the database is reached only through
+``asyncio.to_thread`` (the terminal lookup, SIGN_ON's ``last_serial`` and the serial
+record step), so a slow query holds one connection's task, never the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from teleserve.core.actor import Actor, ActorKind
+from teleserve.core.clock import utcnow
+from teleserve.core.logging import get_logger
+from teleserve.core.settings import Settings
+from teleserve.core.throttle import Rate, Throttle
+from teleserve.core.uow import UnitOfWork
+from teleserve.gateway import errors
+from teleserve.gateway.body import encode_body
+from teleserve.gateway.catalog import KEEPALIVE, SERV_TYPES, SIGN_OFF, SIGN_ON, Channel
+from teleserve.gateway.checks import (
+    Accepted,
+    CloseSilently,
+    Refusal,
+    SessionView,
+    check_fields,
+    check_in_service,
+    check_request,
+)
+from teleserve.gateway.directory import TerminalDirectory, TerminalEntry
+from teleserve.gateway.errors import TspError
+from teleserve.gateway.frame import (
+    MAX_BODY,
+    RESPONSE,
+    BadLength,
+    Frame,
+    Header,
+    Malformed,
+    Truncated,
+)
+from teleserve.gateway.mac import derive_session_key, new_server_nonce, parse_nonce
+from teleserve.gateway.multiframe import answer_frames
+from teleserve.gateway.reply import answer, signed_frame
+from teleserve.gateway.sessions import SESSION_LIFETIME_MS, Holder, SessionTable
+from teleserve.terminals import serials
+from teleserve.terminals.models import RecordKind
+
+log = get_logger("teleserve.gateway")
+
+# PROTOCOL.md: a resend racing its original waits this long for the original's answer.
+IN_PROGRESS_WAIT_S = 10.0
+SIGN_ON_ONLY = frozenset({SIGN_ON, SIGN_OFF, KEEPALIVE})
+
+Item = Frame | Malformed | BadLength | Truncated
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a handler answers: ``00000`` with a body, or a business error (``2xxxx`` /
+    ``3xxxx``) with the error body. A handler may also raise ``TspError``."""
+
+    body: Mapping[str, Any]
+    err_number: str = "00000"
+
+
+# A handler runs in a worker thread inside the request's unit of work (and savepoint);
+# it never commits: the dispatcher does, once the answer's serial record is in.
+Handler = Callable[[UnitOfWork, Accepted], Result]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    frames: list[bytes]
+    close: bool = False
+
+
+def now_ms() -> int:
+    return int(utcnow().timestamp() * 1000)
+
+
+class _LostRace(Exception):
+    """The serial was recorded by a concurrent transaction while this one processed it."""
+
+    def __init__(self, record: serials.SerialRecord) -> None:
+        super().__init__(record.key)
+        self.record = record
+
+
+class Dispatcher:
+    """One per gateway process: the session table, the terminal directory, the handlers
+    and the in-flight state-changing requests."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        handlers: Mapping[int, Handler] | None = None,
+        directory: TerminalDirectory | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.directory = directory or TerminalDirectory(engine, settings.gateway_terminal_cache_s)
+        self.sessions = SessionTable()
+        self.handlers = dict(handlers or {})
+        for code in self.handlers:
+            if code not in SERV_TYPES or code in SIGN_ON_ONLY:
+                raise ValueError(f"no handler can be installed for serv_type {code}")
+        self.served: dict[Channel, frozenset[int]] = {
+            channel: frozenset(
+                code for code in self.handlers if SERV_TYPES[code].channel is channel
+            )
+            for channel in Channel
+        }
+        self.served[Channel.BUSINESS] |= SIGN_ON_ONLY
+        self._inflight: dict[tuple[str, int], asyncio.Event] = {}
+        self.in_progress_wait_s = IN_PROGRESS_WAIT_S
+        # MAC failures per sending address (PROTOCOL.md: throttle the address, never
+        # lock the terminal: anyone can send a bad MAC).
+        self._mac_failures = Throttle("memory://")
+        self._mac_rate = Rate(settings.gateway_mac_failures_per_minute, 60)
+
+    # -- admission -----------------------------------------------------------------
+    def address_blocked(self, host: str) -> bool:
+        """Too many MAC failures from ``host`` in the last minute: its connections are
+        closed unanswered until the window moves on."""
+        return not self._mac_failures.test(f"mac:{host}", self._mac_rate)
+
+    def _count_mac_failure(self, host: str, terminal_id: str | None) -> None:
+        if not self._mac_failures.hit(f"mac:{host}", self._mac_rate):
+            # The alarms domain arrives with the fleet slice; until then the log is the
+            # alarm staff see.
+            log.warning(
+                "gateway.mac_failures_throttled",
+                peer=host,
+                terminal_id=terminal_id,
+            )
+
+    # -- the checks ----------------------------------------------------------------
+    async def _check(
+        self, item: Item, channel: Channel, session: SessionView | None, peer: str
+    ) -> tuple[Accepted | Refusal | CloseSilently, TerminalEntry | None, int]:
+        entry: TerminalEntry | None = None
+        if isinstance(item, Frame):
+            entry = await asyncio.to_thread(self.directory.get, item.header.terminal_id)
+        found = entry
+
+        def lookup(terminal_id: str) -> Any:
+            return found.view if found is not None else None
+
+        stamp = now_ms()
+        outcome = check_request(
+            item,
+            channel=channel,
+            lookup=lookup,
+            session=session,
+            now_ms=stamp,
+            served=self.served[channel],
+        )
+        if isinstance(outcome, Refusal) and outcome.code == errors.BAD_MAC:
+            self._count_mac_failure(peer, outcome.echo.terminal_id)
+        return outcome, entry, stamp
+
+    def _sim_refused(self, accepted: Accepted) -> Refusal | None:
+        """PROTOCOL.md: a terminal reporting ``device_mode`` ``sim`` is refused (10008)
+        unless the deployment runs in demo mode (applied at the fields step: the body
+        says it)."""
+        if accepted.body.get("device_mode") == "sim" and not self.settings.is_demo:
+            return accepted.refuse(errors.UNKNOWN_TERMINAL)
+        return None
+
+    # -- business channel ------------------------------------------------------------
+    async def business(self, item: Item, holder: Holder) -> Reply:
+        outcome, entry, stamp = await self._check(
+            item, Channel.BUSINESS, holder.session, holder.peer
+        )
+        if isinstance(outcome, CloseSilently):
+            return Reply([], close=True)
+        if isinstance(outcome, Refusal):
+            return Reply([outcome.reply(stamp)], outcome.closes)
+        assert entry is not None
+        code = outcome.serv_type.code
+        if code in SIGN_ON_ONLY:
+            refusal = (
+                check_in_service(outcome) or check_fields(outcome) or self._sim_refused(outcome)
+            )
+            if refusal is not None:
+                return Reply([refusal.reply(stamp)], refusal.closes)
+            if code == SIGN_ON:
+                return await self._sign_on(outcome, holder, stamp)
+            if code == SIGN_OFF:
+                self.sessions.end(holder)
+                return Reply([self._answer(outcome, {}, stamp)], close=True)
+            return Reply([self._answer(outcome, {"server_time_ms": stamp}, stamp)])
+        return Reply(await self._serve(outcome, entry))
+
+    async def _sign_on(self, accepted: Accepted, holder: Holder, stamp: int) -> Reply:
+        h = accepted.frame.header
+        client_nonce = parse_nonce(accepted.body["client_nonce"])
+        assert client_nonce is not None  # check_fields held it to 32 hex digits
+        server_nonce = new_server_nonce()
+        recorded = await asyncio.to_thread(self.directory.last_serial, h.terminal_id)
+        if accepted.body["last_serial"] < recorded:
+            # The terminal lost its counter (PROTOCOL.md asks for an alarm; the alarms
+            # domain comes with the fleet slice, so this is logged).
+            log.warning(
+                "gateway.terminal_counter_behind",
+                terminal_id=h.terminal_id,
+                terminal_last_serial=accepted.body["last_serial"],
+                server_last_serial=recorded,
+            )
+        session = SessionView(
+            terminal_id=h.terminal_id,
+            session_id=self.sessions.new_session_id(),
+            key=derive_session_key(accepted.key, client_nonce, server_nonce),
+            expires_at_ms=stamp + SESSION_LIFETIME_MS,
+        )
+        older = self.sessions.sign_on(holder, session)
+        if older is not None:
+            older.close()
+        body = {
+            "session_id": session.session_id,
+            "server_nonce": server_nonce.hex(),
+            "keepalive_s": self.settings.gateway_keepalive_s,
+            "server_time_ms": stamp,
+            "last_serial": recorded,
+        }
+        frame = answer(
+            accepted.frame.echo, body, key=accepted.key, session_id=session.session_id, now_ms=stamp
+        )
+        return Reply([frame])
+
+    # -- management channel ------------------------------------------------------------
+    async def management(self, item: Item, peer: str) -> Reply:
+        outcome, entry, stamp = await self._check(item, Channel.MANAGEMENT, None, peer)
+        if isinstance(outcome, CloseSilently):
+            return Reply([], close=True)
+        if isinstance(outcome, Refusal):
+            return Reply([outcome.reply(stamp)], close=True)
+        assert entry is not None
+        return Reply(await self._serve(outcome, entry), close=True)
+
+    # -- served serv_types: the serial record, then the handler ----------------------
+    def _answer(self, accepted: Accepted, body: Mapping[str, Any], stamp: int) -> bytes:
+        return answer(
+            accepted.frame.echo,
+            body,
+            key=accepted.key,
+            session_id=accepted.session_id,
+            now_ms=stamp,
+        )
+
+    async def _serve(self, accepted: Accepted, entry: TerminalEntry) -> list[bytes]:
+        handler = self.handlers[accepted.serv_type.code]
+        if not accepted.serv_type.state_changing:
+            return await asyncio.to_thread(self._run, accepted, entry, handler, False)
+        key = (accepted.frame.header.terminal_id, accepted.frame.header.serial)
+        deadline = time.monotonic() + self.in_progress_wait_s
+        # A resend racing its original in this process waits for the original's answer
+        # (then finds it recorded); across processes the serial insert does the waiting.
+        while (running := self._inflight.get(key)) is not None:
+            remaining = deadline - time.monotonic()
+            try:
+                await asyncio.wait_for(running.wait(), max(remaining, 0))
+            except TimeoutError:
+                return [accepted.refuse(errors.BUSY).reply(now_ms())]
+        done = asyncio.Event()
+        self._inflight[key] = done
+        try:
+            return await asyncio.to_thread(self._run, accepted, entry, handler, True)
+        finally:
+            del self._inflight[key]
+            done.set()
+
+    def _run(
+        self, accepted: Accepted, entry: TerminalEntry, handler: Handler, recorded: bool
+    ) -> list[bytes]:
+        """Blocking: one unit of work for one request (worker thread)."""
+        h = accepted.frame.header
+        actor = Actor(ActorKind.terminal, h.terminal_id, entry.org_path, frozenset(), h.terminal_id)
+        try:
+            with UnitOfWork(self.engine, actor) as uow:
+                if recorded:
+                    frames = self._recorded(uow, accepted, handler)
+                else:
+                    frames = self._unrecorded(uow, accepted, handler)
+                uow.commit()
+                return frames
+        except TspError as exc:  # a protocol or server error a handler raised: nothing kept
+            return [accepted.refuse(exc.code, exc.details).reply(now_ms())]
+        except OperationalError as exc:
+            if "lock" in str(exc.orig).lower():  # lock_timeout: the original is still busy
+                return [accepted.refuse(errors.BUSY).reply(now_ms())]
+            log.exception("gateway.request_failed", terminal_id=h.terminal_id)
+            return [accepted.refuse(errors.INTERNAL).reply(now_ms())]
+        except Exception:
+            # Nothing was committed: the unit of work rolled back.
+            log.exception("gateway.request_failed", terminal_id=h.terminal_id)
+            return [accepted.refuse(errors.INTERNAL).reply(now_ms())]
+
+    def _pre_checks(self, accepted: Accepted) -> Refusal | None:
+        return check_in_service(accepted) or check_fields(accepted) or self._sim_refused(accepted)
+
+    def _unrecorded(self, uow: UnitOfWork, accepted: Accepted, handler: Handler) -> list[bytes]:
+        refusal = self._pre_checks(accepted)
+        if refusal is not None:
+            return [refusal.reply(now_ms())]
+        result = _handle(handler, uow, accepted)
+        return self._frames(accepted, result.err_number, encode_body(result.body), now_ms())
+
+    def _recorded(self, uow: UnitOfWork, accepted: Accepted, handler: Handler) -> list[bytes]:
+        h = accepted.frame.header
+        conn = uow.connection
+        if uow.dialect == "postgresql":
+            # A resend racing an uncommitted original waits in the insert; the protocol
+            # gives it 10 s before 90002.
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+        key = (h.terminal_id, h.serial)
+        digest = serials.body_digest(accepted.frame.body)
+        found = serials.get_records(conn, [key]).get(key)
+        if found is not None:
+            return self._from_record(uow, accepted, found, digest)
+        refusal = self._pre_checks(accepted)
+        if refusal is not None:
+            return [refusal.reply(now_ms())]  # 1xxxx: not recorded, nothing changed
+        try:
+            with uow.savepoint():
+                result = _handle(handler, uow, accepted)
+                text = encode_body(result.body)
+                if serials.recordable(result.err_number):
+                    record = serials.SerialRecord(
+                        terminal_id=h.terminal_id,
+                        serial=h.serial,
+                        serv_type=h.serv_type,
+                        body_sha256=digest,
+                        err_number=result.err_number,
+                        answer=text.decode("utf-8"),
+                        created_at=utcnow(),
+                    )
+                    claim = serials.insert_or_get(conn, [record])[0]
+                    if not claim.inserted:
+                        raise _LostRace(claim.record)
+        except _LostRace as lost:
+            return self._from_record(uow, accepted, lost.record, digest)
+        return self._frames(accepted, result.err_number, text, now_ms())
+
+    def _from_record(
+        self,
+        uow: UnitOfWork,
+        accepted: Accepted,
+        record: serials.SerialRecord,
+        digest: str,
+    ) -> list[bytes]:
+        h = accepted.frame.header
+        if record.matches(h.serv_type, digest):
+            # The recorded answer again: same err_number and body, fresh timestamp and MAC.
+            return self._frames(
+                accepted, record.err_number, record.answer.encode("utf-8"), now_ms()
+            )
+        if record.kind is RecordKind.reversal_marker:
+            # A REVERSAL named this serial before its payment arrived. Only a payment may
+            # consume the marker (the money slice); anything else is another request.
+            log.info("gateway.serial_marked", terminal_id=h.terminal_id)
+        last = serials.last_serial(uow.connection, h.terminal_id)
+        return [accepted.refuse(errors.SERIAL_CONFLICT, {"last_serial": last}).reply(now_ms())]
+
+    def _frames(self, accepted: Accepted, err_number: str, body: bytes, stamp: int) -> list[bytes]:
+        """The frames of an answer whose body bytes are given (sent as they are when they
+        fit one frame, so a resend repeats the recorded bytes exactly)."""
+        h = accepted.frame.header
+        if len(body) <= MAX_BODY:
+            header = Header(
+                terminal_id=h.terminal_id,
+                serial=h.serial,
+                serv_type=h.serv_type,
+                direction=RESPONSE,
+                last=True,
+                err_number=err_number,
+                timestamp_ms=stamp,
+                session_id=accepted.session_id,
+            )
+            return [signed_frame(header, body, accepted.key)]
+        return answer_frames(
+            accepted.frame.echo,
+            json.loads(body),
+            key=accepted.key,
+            session_id=accepted.session_id,
+            now_ms=stamp,
+        )
+
+
+def _handle(handler: Handler, uow: UnitOfWork, accepted: Accepted) -> Result:
+    """Run ``handler`` in its own savepoint: a business error it raises (``TspError``
+    ``2xxxx`` / ``3xxxx``) drops its changes and becomes the (recordable) answer."""
+    try:
+        with uow.savepoint():
+            return handler(uow, accepted)
+    except TspError as exc:
+        if not exc.code.startswith(("2", "3")):
+            raise
+        return Result(exc.body(), exc.code)
