@@ -8,8 +8,9 @@
 Each route maps a request onto the domain's services (``customers.service``) acting as
 the bearer token's API client; the services check permissions and scope every query to
 the client's organisation subtree. The mapping to and from TMF resources is in
-``customers.tmf``. Write handlers are ``async`` only to read the body; the database work
-runs in the threadpool like the sync GET handlers.
+``customers.tmf``. Handlers are ``async``: a GET runs its whole database work, token
+lookup included, in one trip to the threadpool (``tmf_read``); a write reads the body on
+the event loop, then works in the threadpool.
 """
 
 from __future__ import annotations
@@ -31,11 +32,10 @@ from teleserve.customers.schemas import PartyView
 from teleserve.customers.validation import IdType
 from teleserve.iam import service as iam
 from teleserve.payments import service as payments
-from teleserve.web.tmf.auth import tmf_reader, tmf_writer
+from teleserve.web.tmf.auth import tmf_read, tmf_writer
 from teleserve.web.tmf.listing import BadRequest, list_response, parse_list_request
 from teleserve.web.tmf.resources import base_url, json_object, money_in, single_response
 
-Reader = Annotated[UnitOfWork, Depends(tmf_reader)]
 Writer = Annotated[UnitOfWork, Depends(tmf_writer)]
 
 party_router = APIRouter(prefix=tmf.PARTY_API, tags=["TMF632 Party"])
@@ -125,25 +125,35 @@ def _list_parties(request: Request, uow: UnitOfWork, category: CustomerCategory)
 
 
 @party_router.get("/individual")
-def list_individuals(request: Request, uow: Reader) -> JSONResponse:
-    return _list_parties(request, uow, CustomerCategory.individual)
+async def list_individuals(request: Request) -> JSONResponse:
+    return await tmf_read(
+        request, lambda uow: _list_parties(request, uow, CustomerCategory.individual)
+    )
 
 
 @party_router.get("/individual/{id}")
-def get_individual(id: str, request: Request, uow: Reader) -> JSONResponse:
-    party = service.get_party(uow, CustomerCategory.individual, id)
-    return single_response(request, _party_resource(request, party))
+async def get_individual(id: str, request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        party = service.get_party(uow, CustomerCategory.individual, id)
+        return single_response(request, _party_resource(request, party))
+
+    return await tmf_read(request, read)
 
 
 @party_router.get("/organization")
-def list_organizations(request: Request, uow: Reader) -> JSONResponse:
-    return _list_parties(request, uow, CustomerCategory.organisation)
+async def list_organizations(request: Request) -> JSONResponse:
+    return await tmf_read(
+        request, lambda uow: _list_parties(request, uow, CustomerCategory.organisation)
+    )
 
 
 @party_router.get("/organization/{id}")
-def get_organization(id: str, request: Request, uow: Reader) -> JSONResponse:
-    party = service.get_party(uow, CustomerCategory.organisation, id)
-    return single_response(request, _party_resource(request, party))
+async def get_organization(id: str, request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        party = service.get_party(uow, CustomerCategory.organisation, id)
+        return single_response(request, _party_resource(request, party))
+
+    return await tmf_read(request, read)
 
 
 def _own_unit(uow: UnitOfWork) -> tuple[str, str]:
@@ -267,17 +277,23 @@ async def patch_organization(id: str, request: Request, uow: Writer) -> JSONResp
 
 
 @customer_router.get("/customer")
-def list_customers(request: Request, uow: Reader) -> JSONResponse:
-    query, fields = _list_query(request, CUSTOMER_FILTERS)
-    records, total = _listed(CUSTOMER_FILTERS, lambda q: service.list_customers(uow, q), query)
-    base = base_url(request)
-    return list_response([tmf.customer(base, r) for r in records], total, fields)
+async def list_customers(request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        query, fields = _list_query(request, CUSTOMER_FILTERS)
+        records, total = _listed(CUSTOMER_FILTERS, lambda q: service.list_customers(uow, q), query)
+        base = base_url(request)
+        return list_response([tmf.customer(base, r) for r in records], total, fields)
+
+    return await tmf_read(request, read)
 
 
 @customer_router.get("/customer/{id}")
-def get_customer(id: str, request: Request, uow: Reader) -> JSONResponse:
-    record = service.get_customer_record(uow, id)
-    return single_response(request, tmf.customer(base_url(request), record))
+async def get_customer(id: str, request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        record = service.get_customer_record(uow, id)
+        return single_response(request, tmf.customer(base_url(request), record))
+
+    return await tmf_read(request, read)
 
 
 CUSTOMER_FIELDS = frozenset({"name", "status", "engagedParty", "contactMedium"})
@@ -372,18 +388,25 @@ async def patch_customer(id: str, request: Request, uow: Writer) -> JSONResponse
 
 
 @account_router.get("/billingAccount")
-def list_billing_accounts(request: Request, uow: Reader) -> JSONResponse:
-    query, fields = _list_query(request, ACCOUNT_FILTERS)
-    accounts, total = _listed(ACCOUNT_FILTERS, lambda q: service.list_accounts(uow, q), query)
-    base, currency = base_url(request), _currency(request)
-    return list_response([tmf.billing_account(base, a, currency) for a in accounts], total, fields)
+async def list_billing_accounts(request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        query, fields = _list_query(request, ACCOUNT_FILTERS)
+        accounts, total = _listed(ACCOUNT_FILTERS, lambda q: service.list_accounts(uow, q), query)
+        base, currency = base_url(request), _currency(request)
+        resources = [tmf.billing_account(base, a, currency) for a in accounts]
+        return list_response(resources, total, fields)
+
+    return await tmf_read(request, read)
 
 
 @account_router.get("/billingAccount/{id}")
-def get_billing_account(id: str, request: Request, uow: Reader) -> JSONResponse:
-    account = service.get_account_record(uow, id)
-    resource = tmf.billing_account(base_url(request), account, _currency(request))
-    return single_response(request, resource)
+async def get_billing_account(id: str, request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        account = service.get_account_record(uow, id)
+        resource = tmf.billing_account(base_url(request), account, _currency(request))
+        return single_response(request, resource)
+
+    return await tmf_read(request, read)
 
 
 @account_router.post("/billingAccount", status_code=201)

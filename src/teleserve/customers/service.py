@@ -34,6 +34,7 @@ from sqlalchemy import (
     Connection,
     Row,
     Table,
+    bindparam,
     delete,
     event,
     func,
@@ -576,6 +577,11 @@ def _credential_values(
 # =====================================================================================
 
 
+# A result row of any width: the read paths below build views from ORM objects and from
+# Core rows with the same attribute names alike.
+AnyRow = Row[*tuple[Any, ...]]
+
+
 def _customer_row(uow: UnitOfWork, customer_id: str, *, lock: bool = False) -> Customer:
     """The customer, if it exists inside the actor's subtree (else NotFound, alike)."""
     query = select(Customer).where(Customer.id == customer_id, uow.actor.scope(Customer.org_path))
@@ -587,7 +593,7 @@ def _customer_row(uow: UnitOfWork, customer_id: str, *, lock: bool = False) -> C
     return customer
 
 
-def _display_name(customer: Customer) -> str:
+def _display_name(customer: Customer | AnyRow) -> str:
     if customer.category == CustomerCategory.individual:
         return mask_name(customer.name)
     return customer.name
@@ -606,7 +612,7 @@ def _summary(customer: Customer) -> CustomerSummary:
     )
 
 
-def _account_view(account: BillingAccount) -> BillingAccountView:
+def _account_view(account: BillingAccount | AnyRow) -> BillingAccountView:
     return BillingAccountView(
         id=account.id,
         number=account.number,
@@ -621,7 +627,7 @@ def _account_view(account: BillingAccount) -> BillingAccountView:
     )
 
 
-def _contact_view(contact: ContactMedium) -> ContactMediumView:
+def _contact_view(contact: ContactMedium | AnyRow) -> ContactMediumView:
     value = contact.value
     if contact.kind == ContactKind.mobile:
         value = mask_phone(value)
@@ -1966,35 +1972,105 @@ def list_customers(uow: UnitOfWork, query: ListQuery) -> tuple[list[CustomerReco
 def get_customer_record(uow: UnitOfWork, customer_id: str) -> CustomerRecord:
     """One customer as ``list_customers`` shows it."""
     uow.actor.require(READ)
-    (record,) = _customer_records(uow, [_customer_row(uow, customer_id)])
+    connection = _read_connection(uow)
+    customer = connection.execute(_CUSTOMER_BY_ID, {"customer_id": customer_id}).first()
+    # Outside the subtree reads exactly like missing (as ``_customer_row``); checked here
+    # rather than in SQL so that the statement above is built once.
+    if customer is None or not uow.actor.sees(customer.org_path):
+        raise NotFound(_("No such customer"), code="customer_not_found")
+    (record,) = _customer_records(uow, [customer])
     return record
 
 
-def _customer_records(uow: UnitOfWork, customers: Sequence[Customer]) -> list[CustomerRecord]:
+# The reads of every TMF customer request (``get_customer_record`` / ``list_customers``),
+# built once and run as Core statements on the transaction's connection: building a
+# select and hashing its cache key on every call, then loading ORM objects into the
+# identity map, cost more CPU than running them (BENCHMARKS.md, "TMF API over HTTP").
+# They select the columns the views show; ids are an expanding parameter.
+_CUSTOMER_BY_ID = select(
+    Customer.id,
+    Customer.number,
+    Customer.category,
+    Customer.status,
+    Customer.name,
+    Customer.org_unit_id,
+    Customer.org_path,
+    Customer.created_at,
+).where(Customer.id == bindparam("customer_id"))
+_PARTY_IDS = {
+    category: select(model.customer_id, model.id).where(
+        model.customer_id.in_(bindparam("ids", expanding=True))
+    )
+    for category, model in (
+        (CustomerCategory.individual, Individual),
+        (CustomerCategory.organisation, Organization),
+    )
+}
+_CONTACTS_OF = (
+    select(
+        ContactMedium.customer_id,
+        ContactMedium.id,
+        ContactMedium.kind,
+        ContactMedium.value,
+        ContactMedium.preferred,
+    )
+    .where(ContactMedium.customer_id.in_(bindparam("ids", expanding=True)))
+    .order_by(ContactMedium.created_at, ContactMedium.id)
+)
+_ACCOUNTS_OF = (
+    select(
+        BillingAccount.id,
+        BillingAccount.number,
+        BillingAccount.customer_id,
+        BillingAccount.kind,
+        BillingAccount.status,
+        BillingAccount.credit_limit,
+        BillingAccount.bill_cycle_day,
+        BillingAccount.org_path,
+        BillingAccount.created_at,
+        BillingAccount.closed_at,
+    )
+    .where(BillingAccount.customer_id.in_(bindparam("ids", expanding=True)))
+    .order_by(BillingAccount.created_at, BillingAccount.number)
+)
+
+
+def _read_connection(uow: UnitOfWork) -> Connection:
+    """The transaction's connection for Core reads. The session flushes first, as its
+    autoflush would before an ORM query: a write handler reads back what it just changed
+    (a no-op on a read-only unit of work)."""
+    uow.session.flush()
+    return uow.connection
+
+
+def _customer_records(
+    uow: UnitOfWork, customers: Sequence[Customer] | Sequence[AnyRow]
+) -> list[CustomerRecord]:
     ids = [c.id for c in customers]
     if not ids:
         return []
-    session = uow.session
+    connection = _read_connection(uow)
     parties: dict[str, str] = {}
     # One query per category present on the page (a page of persons reads no
     # organisations).
     for category in sorted({c.category for c in customers}):
-        model = _party_model(category)
-        rows = session.execute(
-            select(model.customer_id, model.id).where(model.customer_id.in_(ids))
-        )
+        _party_model(category)  # an unknown category is refused, as it always was
+        rows = connection.execute(_PARTY_IDS[CustomerCategory(category)], {"ids": ids})
         parties.update({row.customer_id: row.id for row in rows})
     contacts = _contacts_of(uow, ids)
     accounts: dict[str, list[BillingAccountView]] = {}
-    for account in session.scalars(
-        select(BillingAccount)
-        .where(BillingAccount.customer_id.in_(ids))
-        .order_by(BillingAccount.created_at, BillingAccount.number)
-    ):
+    for account in connection.execute(_ACCOUNTS_OF, {"ids": ids}):
         accounts.setdefault(account.customer_id, []).append(_account_view(account))
     return [
         CustomerRecord(
-            **_summary(customer).model_dump(),
+            id=customer.id,
+            number=customer.number,
+            category=customer.category,
+            status=customer.status,
+            name=_display_name(customer),
+            org_unit_id=customer.org_unit_id,
+            org_path=customer.org_path,
+            created_at=customer.created_at,
             party_id=parties[customer.id],
             contacts=tuple(contacts.get(customer.id, ())),
             accounts=tuple(accounts.get(customer.id, ())),
@@ -2007,11 +2083,8 @@ def _contacts_of(
     uow: UnitOfWork, customer_ids: Sequence[str]
 ) -> dict[str, list[ContactMediumView]]:
     contacts: dict[str, list[ContactMediumView]] = {}
-    for contact in uow.session.scalars(
-        select(ContactMedium)
-        .where(ContactMedium.customer_id.in_(customer_ids))
-        .order_by(ContactMedium.created_at, ContactMedium.id)
-    ):
+    rows = _read_connection(uow).execute(_CONTACTS_OF, {"ids": list(customer_ids)})
+    for contact in rows:
         contacts.setdefault(contact.customer_id, []).append(_contact_view(contact))
     return contacts
 

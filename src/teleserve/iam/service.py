@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import NoReturn
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, delete, insert, select
+from sqlalchemy import ColumnElement, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from teleserve.core import crypto
@@ -1163,6 +1163,22 @@ def issue_token(
     return IssuedToken(token, minutes * 60, tuple(granted))
 
 
+# Built once: every TMF request runs it, and building and hashing the statement again
+# cost more than running it (SQLAlchemy memoises the cache key of a reused statement).
+_TOKEN_LOOKUP = (
+    select(
+        ApiToken.scopes,
+        ApiToken.expires_at,
+        ApiClient.id,
+        ApiClient.name,
+        ApiClient.org_path,
+        ApiClient.revoked_at,
+    )
+    .join(ApiClient, ApiClient.id == ApiToken.client_pk)
+    .where(ApiToken.token_hash == bindparam("token_hash"))
+)
+
+
 def actor_for_token(uow: UnitOfWork, token: str) -> Actor:
     """The actor behind a bearer token: one primary-key lookup of its SHA-256."""
     invalid = AuthenticationFailed(
@@ -1170,19 +1186,9 @@ def actor_for_token(uow: UnitOfWork, token: str) -> Actor:
     )
     if not token or len(token) > 200:
         raise invalid
-    query = (
-        select(
-            ApiToken.scopes,
-            ApiToken.expires_at,
-            ApiClient.id,
-            ApiClient.name,
-            ApiClient.org_path,
-            ApiClient.revoked_at,
-        )
-        .join(ApiClient, ApiClient.id == ApiToken.client_pk)
-        .where(ApiToken.token_hash == crypto.hash_token(token))
-    )
-    row = uow.session.execute(query).first()
+    # On the session's connection, as Core: no ORM result machinery for six columns.
+    connection = uow.connection
+    row = connection.execute(_TOKEN_LOOKUP, {"token_hash": crypto.hash_token(token)}).first()
     if row is None or row.revoked_at is not None or as_utc(row.expires_at) <= utcnow():
         raise invalid
     return Actor(
