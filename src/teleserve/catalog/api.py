@@ -25,7 +25,7 @@ from teleserve.core.errors import Conflict, NotFound, ValidationError
 from teleserve.core.i18n import _
 from teleserve.core.query import MAX_LIMIT, Condition, ListQuery, Op
 from teleserve.core.uow import UnitOfWork
-from teleserve.web.tmf.auth import tmf_reader, tmf_writer
+from teleserve.web.tmf.auth import tmf_read, tmf_writer
 from teleserve.web.tmf.listing import BadRequest, ListRequest, list_response, parse_list_request
 from teleserve.web.tmf.resources import base_url, json_object, single_response
 
@@ -128,28 +128,31 @@ def _in_memory_page(
 
 
 @router.get("/catalog")
-def list_catalogs(request: Request, uow: UnitOfWork = Depends(tmf_reader)) -> JSONResponse:
-    listing = parse_list_request(request, {})
-    resource = tmf.catalog(base_url(request), service.offering_categories(uow), uow.locale)
-    return _in_memory_page([resource], listing, {})
+async def list_catalogs(request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        listing = parse_list_request(request, {})
+        resource = tmf.catalog(base_url(request), service.offering_categories(uow), uow.locale)
+        return _in_memory_page([resource], listing, {})
+
+    return await tmf_read(request, read)
 
 
 @router.get("/catalog/{catalog_id}")
-def get_catalog(
-    catalog_id: str, request: Request, uow: UnitOfWork = Depends(tmf_reader)
-) -> JSONResponse:
-    in_use = service.offering_categories(uow)  # also checks the permission first
-    if catalog_id != tmf.CATALOG_ID:
-        raise NotFound(_("No such catalog"))
-    return single_response(request, tmf.catalog(base_url(request), in_use, uow.locale))
+async def get_catalog(catalog_id: str, request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        in_use = service.offering_categories(uow)  # also checks the permission first
+        if catalog_id != tmf.CATALOG_ID:
+            raise NotFound(_("No such catalog"))
+        return single_response(request, tmf.catalog(base_url(request), in_use, uow.locale))
+
+    return await tmf_read(request, read)
 
 
 def _categories(request: Request, uow: UnitOfWork) -> list[dict[str, Any]]:
     return tmf.categories(base_url(request), service.offering_categories(uow), uow.locale)
 
 
-@router.get("/category")
-def list_categories(request: Request, uow: UnitOfWork = Depends(tmf_reader)) -> JSONResponse:
+def _list_categories(request: Request, uow: UnitOfWork) -> JSONResponse:
     listing = parse_list_request(request, CATEGORY_FILTERS)
     for condition in listing.query.conditions:
         if condition.field == "isRoot" and not set(condition.values) <= {"true", "false"}:
@@ -165,35 +168,45 @@ def list_categories(request: Request, uow: UnitOfWork = Depends(tmf_reader)) -> 
     return _in_memory_page(_categories(request, uow), listing, match)
 
 
+@router.get("/category")
+async def list_categories(request: Request) -> JSONResponse:
+    return await tmf_read(request, lambda uow: _list_categories(request, uow))
+
+
 @router.get("/category/{category_id}")
-def get_category(
-    category_id: str, request: Request, uow: UnitOfWork = Depends(tmf_reader)
-) -> JSONResponse:
-    for resource in _categories(request, uow):
-        if resource["id"] == category_id:
-            return single_response(request, resource)
-    raise NotFound(_("No such category"))
+async def get_category(category_id: str, request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        for resource in _categories(request, uow):
+            if resource["id"] == category_id:
+                return single_response(request, resource)
+        raise NotFound(_("No such category"))
+
+    return await tmf_read(request, read)
 
 
 # -- product offerings -------------------------------------------------------------------
 
 
 @router.get("/productOffering")
-def list_product_offerings(request: Request, uow: UnitOfWork = Depends(tmf_reader)) -> JSONResponse:
-    listing = parse_list_request(request, OFFERING_FILTERS)
-    offerings, total = _page(uow, _service_query(listing))
-    related = _related(uow, offerings)
-    base = base_url(request)
-    items = [tmf.product_offering(base, o, related, uow.locale) for o in offerings]
-    return list_response(items, total, listing.fields)
+async def list_product_offerings(request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        listing = parse_list_request(request, OFFERING_FILTERS)
+        offerings, total = _page(uow, _service_query(listing))
+        related = _related(uow, offerings)
+        base = base_url(request)
+        items = [tmf.product_offering(base, o, related, uow.locale) for o in offerings]
+        return list_response(items, total, listing.fields)
+
+    return await tmf_read(request, read)
 
 
 @router.get("/productOffering/{offering_id}")
-def get_product_offering(
-    offering_id: str, request: Request, uow: UnitOfWork = Depends(tmf_reader)
-) -> JSONResponse:
-    offering = service.get_offering_in_scope(uow, offering_id)
-    return single_response(request, _offering_resource(request, uow, offering))
+async def get_product_offering(offering_id: str, request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        offering = service.get_offering_in_scope(uow, offering_id)
+        return single_response(request, _offering_resource(request, uow, offering))
+
+    return await tmf_read(request, read)
 
 
 def _codes_of(uow: UnitOfWork) -> Callable[[Sequence[Mapping[str, Any]]], list[str]]:
@@ -277,24 +290,26 @@ def patch_product_offering(
 
 
 @router.get("/productSpecification")
-def list_product_specifications(
-    request: Request, uow: UnitOfWork = Depends(tmf_reader)
-) -> JSONResponse:
-    listing = parse_list_request(request, SPECIFICATION_FILTERS)
-    offerings, total = _page(uow, _service_query(listing))
-    base = base_url(request)
-    items = [tmf.product_specification(base, o, uow.locale) for o in offerings]
-    return list_response(items, total, listing.fields)
+async def list_product_specifications(request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        listing = parse_list_request(request, SPECIFICATION_FILTERS)
+        offerings, total = _page(uow, _service_query(listing))
+        base = base_url(request)
+        items = [tmf.product_specification(base, o, uow.locale) for o in offerings]
+        return list_response(items, total, listing.fields)
+
+    return await tmf_read(request, read)
 
 
 @router.get("/productSpecification/{specification_id}")
-def get_product_specification(
-    specification_id: str, request: Request, uow: UnitOfWork = Depends(tmf_reader)
-) -> JSONResponse:
-    offering = service.get_offering_in_scope(uow, specification_id)
-    return single_response(
-        request, tmf.product_specification(base_url(request), offering, uow.locale)
-    )
+async def get_product_specification(specification_id: str, request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        offering = service.get_offering_in_scope(uow, specification_id)
+        return single_response(
+            request, tmf.product_specification(base_url(request), offering, uow.locale)
+        )
+
+    return await tmf_read(request, read)
 
 
 # -- product offering prices -------------------------------------------------------------
@@ -310,10 +325,7 @@ def _all_offerings(uow: UnitOfWork, conditions: tuple[Condition, ...]) -> list[O
             return offerings
 
 
-@router.get("/productOfferingPrice")
-def list_product_offering_prices(
-    request: Request, uow: UnitOfWork = Depends(tmf_reader)
-) -> JSONResponse:
+def _list_prices(request: Request, uow: UnitOfWork) -> JSONResponse:
     """Prices are derived from offerings: offering-level filters run in the database,
     ``priceType`` over the (at most five) prices of each matching offering."""
     listing = parse_list_request(request, PRICE_FILTERS)
@@ -340,16 +352,22 @@ def list_product_offering_prices(
     return list_response(items, len(prices), listing.fields)
 
 
+@router.get("/productOfferingPrice")
+async def list_product_offering_prices(request: Request) -> JSONResponse:
+    return await tmf_read(request, lambda uow: _list_prices(request, uow))
+
+
 @router.get("/productOfferingPrice/{price_id}")
-def get_product_offering_price(
-    price_id: str, request: Request, uow: UnitOfWork = Depends(tmf_reader)
-) -> JSONResponse:
-    offering_id, key = tmf.split_price_id(price_id)
-    offering = service.get_offering_in_scope(uow, offering_id)
-    price = next((p for p in price_components(offering) if p.key == key), None)
-    if price is None:
-        raise NotFound(_("No such price"))
-    resource = tmf.product_offering_price(
-        base_url(request), price, offering, _currency(request), uow.locale
-    )
-    return single_response(request, resource)
+async def get_product_offering_price(price_id: str, request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        offering_id, key = tmf.split_price_id(price_id)
+        offering = service.get_offering_in_scope(uow, offering_id)
+        price = next((p for p in price_components(offering) if p.key == key), None)
+        if price is None:
+            raise NotFound(_("No such price"))
+        resource = tmf.product_offering_price(
+            base_url(request), price, offering, _currency(request), uow.locale
+        )
+        return single_response(request, resource)
+
+    return await tmf_read(request, read)

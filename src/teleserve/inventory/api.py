@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from teleserve.catalog import service as catalog
@@ -24,7 +24,7 @@ from teleserve.core.uow import UnitOfWork
 from teleserve.inventory import service
 from teleserve.inventory import tmf_mapping as tmf
 from teleserve.inventory.schemas import SubscriptionOut
-from teleserve.web.tmf.auth import tmf_reader
+from teleserve.web.tmf.auth import tmf_read
 from teleserve.web.tmf.listing import BadRequest, ListRequest, list_response, parse_list_request
 from teleserve.web.tmf.resources import base_url, single_response
 
@@ -86,8 +86,7 @@ def _resources(
     return [tmf.product(root, line, offerings, currency, uow.locale) for line in lines]
 
 
-@router.get("/product")
-def list_products(request: Request, uow: UnitOfWork = Depends(tmf_reader)) -> JSONResponse:
+def _list_products(request: Request, uow: UnitOfWork) -> JSONResponse:
     listing = parse_list_request(request, PRODUCT_FILTERS)
     try:
         lines, total = service.page_subscriptions(uow, _service_query(uow, listing))
@@ -98,9 +97,15 @@ def list_products(request: Request, uow: UnitOfWork = Depends(tmf_reader)) -> JS
     return list_response(_resources(request, uow, lines), total, listing.fields)
 
 
+@router.get("/product")
+async def list_products(request: Request) -> JSONResponse:
+    return await tmf_read(request, lambda uow: _list_products(request, uow))
+
+
 @router.get("/product/{product_id}")
-def get_product(
-    product_id: str, request: Request, uow: UnitOfWork = Depends(tmf_reader)
-) -> JSONResponse:
-    line = service.get_subscription(uow, product_id)
-    return single_response(request, _resources(request, uow, [line])[0])
+async def get_product(product_id: str, request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        line = service.get_subscription(uow, product_id)
+        return single_response(request, _resources(request, uow, [line])[0])
+
+    return await tmf_read(request, read)

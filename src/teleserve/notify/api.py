@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from teleserve.core.i18n import _
@@ -23,7 +23,7 @@ from teleserve.core.uow import UnitOfWork
 from teleserve.notify import service
 from teleserve.notify.models import Channel
 from teleserve.notify.schemas import MessageView
-from teleserve.web.tmf.auth import tmf_reader
+from teleserve.web.tmf.auth import tmf_read
 from teleserve.web.tmf.listing import BadRequest, list_response, parse_list_request
 from teleserve.web.tmf.resources import href, single_response
 
@@ -97,16 +97,23 @@ def _translated(condition: Condition) -> Condition:
 
 
 @router.get("/communicationMessage")
-def list_messages(request: Request, uow: UnitOfWork = Depends(tmf_reader)) -> JSONResponse:
-    listing = parse_list_request(request, FILTERS)
-    query = listing.query
-    query = ListQuery(tuple(_translated(c) for c in query.conditions), query.offset, query.limit)
-    messages, total = service.query_messages(uow, query)
-    return list_response([message_resource(request, m) for m in messages], total, listing.fields)
+async def list_messages(request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        listing = parse_list_request(request, FILTERS)
+        query = listing.query
+        conditions = tuple(_translated(c) for c in query.conditions)
+        query = ListQuery(conditions, query.offset, query.limit)
+        messages, total = service.query_messages(uow, query)
+        resources = [message_resource(request, m) for m in messages]
+        return list_response(resources, total, listing.fields)
+
+    return await tmf_read(request, read)
 
 
 @router.get("/communicationMessage/{message_id}")
-def get_message(
-    message_id: str, request: Request, uow: UnitOfWork = Depends(tmf_reader)
-) -> JSONResponse:
-    return single_response(request, message_resource(request, service.get_message(uow, message_id)))
+async def get_message(message_id: str, request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        message = service.get_message(uow, message_id)
+        return single_response(request, message_resource(request, message))
+
+    return await tmf_read(request, read)

@@ -32,7 +32,7 @@ from teleserve.core.uow import UnitOfWork
 from teleserve.numbers import service
 from teleserve.numbers.models import NumberStatus
 from teleserve.numbers.schemas import NumberOut, PoolOut
-from teleserve.web.tmf.auth import tmf_reader, tmf_writer
+from teleserve.web.tmf.auth import tmf_read, tmf_writer
 from teleserve.web.tmf.listing import BadRequest, list_response, parse_fields, parse_list_request
 from teleserve.web.tmf.resources import href, json_object, single_response
 
@@ -244,15 +244,21 @@ def _state(body: dict[str, Any], allowed: tuple[str, ...]) -> str | None:
 
 
 @router.get("/resourcePool")
-def list_pools(request: Request, uow: UnitOfWork = Depends(tmf_reader)) -> JSONResponse:
-    listing = parse_list_request(request, POOL_FILTERS)
-    pools, total = service.list_pools(uow, listing.query)
-    return list_response([pool_resource(request, p) for p in pools], total, listing.fields)
+async def list_pools(request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        listing = parse_list_request(request, POOL_FILTERS)
+        pools, total = service.list_pools(uow, listing.query)
+        return list_response([pool_resource(request, p) for p in pools], total, listing.fields)
+
+    return await tmf_read(request, read)
 
 
 @router.get("/resourcePool/{pool_id}")
-def get_pool(pool_id: str, request: Request, uow: UnitOfWork = Depends(tmf_reader)) -> JSONResponse:
-    return single_response(request, pool_resource(request, service.get_pool(uow, pool_id)))
+async def get_pool(pool_id: str, request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        return single_response(request, pool_resource(request, service.get_pool(uow, pool_id)))
+
+    return await tmf_read(request, read)
 
 
 # -- routes: reservations --------------------------------------------------------------
@@ -273,8 +279,7 @@ def _holders(condition: Condition) -> Condition:
     return replace(condition, values=values)
 
 
-@router.get("/reservation")
-def list_reservations(request: Request, uow: UnitOfWork = Depends(tmf_reader)) -> JSONResponse:
+def _list_reservations(request: Request, uow: UnitOfWork) -> JSONResponse:
     listing = parse_list_request(request, RESERVATION_FILTERS)
     query = listing.query
     query = ListQuery(tuple(_holders(c) for c in query.conditions), query.offset, query.limit)
@@ -282,14 +287,20 @@ def list_reservations(request: Request, uow: UnitOfWork = Depends(tmf_reader)) -
     return list_response([reservation_resource(request, n) for n in numbers], total, listing.fields)
 
 
+@router.get("/reservation")
+async def list_reservations(request: Request) -> JSONResponse:
+    return await tmf_read(request, lambda uow: _list_reservations(request, uow))
+
+
 @router.get("/reservation/{reservation_id}")
-def get_reservation(
-    reservation_id: str, request: Request, uow: UnitOfWork = Depends(tmf_reader)
-) -> JSONResponse:
-    # TMF685 v1 answers GET by id with an array of Reservation: kept, so that clients
-    # generated from the specification read it (docs/tmf/TMF685-resourcePool.md).
-    resource = reservation_resource(request, service.get_reservation(uow, reservation_id))
-    return list_response([resource], 1, parse_fields(request.query_params.get("fields")))
+async def get_reservation(reservation_id: str, request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        # TMF685 v1 answers GET by id with an array of Reservation: kept, so that clients
+        # generated from the specification read it (docs/tmf/TMF685-resourcePool.md).
+        resource = reservation_resource(request, service.get_reservation(uow, reservation_id))
+        return list_response([resource], 1, parse_fields(request.query_params.get("fields")))
+
+    return await tmf_read(request, read)
 
 
 def _reserve(request: Request, uow: UnitOfWork, body: dict[str, Any]) -> JSONResponse:

@@ -33,7 +33,7 @@ from teleserve.core.uow import UnitOfWork
 from teleserve.payments import service
 from teleserve.payments.models import Channel, PaymentStatus
 from teleserve.payments.schemas import PaymentRequest, PaymentView
-from teleserve.web.tmf.auth import tmf_reader, tmf_writer
+from teleserve.web.tmf.auth import tmf_read, tmf_writer
 from teleserve.web.tmf.listing import BadRequest, list_response, parse_list_request
 from teleserve.web.tmf.resources import href, json_object, money_in, money_out, single_response
 
@@ -267,17 +267,22 @@ def _idempotency_key(request: Request) -> str:
 
 
 @router.get("/payment")
-def list_payments(request: Request, uow: UnitOfWork = Depends(tmf_reader)) -> JSONResponse:
-    listing = parse_list_request(request, FILTERS)
-    views, total = service.list_payments(uow, listing.query)
-    return list_response([payment_resource(request, v) for v in views], total, listing.fields)
+async def list_payments(request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        listing = parse_list_request(request, FILTERS)
+        views, total = service.list_payments(uow, listing.query)
+        return list_response([payment_resource(request, v) for v in views], total, listing.fields)
+
+    return await tmf_read(request, read)
 
 
 @router.get("/payment/{payment_id}")
-def get_payment(
-    payment_id: str, request: Request, uow: UnitOfWork = Depends(tmf_reader)
-) -> JSONResponse:
-    return single_response(request, payment_resource(request, service.get_payment(uow, payment_id)))
+async def get_payment(payment_id: str, request: Request) -> JSONResponse:
+    def read(uow: UnitOfWork) -> JSONResponse:
+        view = service.get_payment(uow, payment_id)
+        return single_response(request, payment_resource(request, view))
+
+    return await tmf_read(request, read)
 
 
 def _record(request: Request, uow: UnitOfWork, body: dict[str, Any]) -> JSONResponse:

@@ -1,9 +1,9 @@
 """Who is calling a TMF API: an API client with a bearer token (RFC 6750).
 
-``tmf_reader`` / ``tmf_writer`` are FastAPI dependencies that yield a ``UnitOfWork``
-acting as the token's API client, in the request's language (``Accept-Language``);
-``tmf_read`` runs a GET's work in such a reader without the dependency's extra trips to
-the threadpool. The token lookup is one indexed read of its SHA-256
+``tmf_read`` runs a GET handler's work in a read-only ``UnitOfWork`` acting as the
+token's API client, in the request's language (``Accept-Language``), in one trip to the
+threadpool; ``tmf_writer`` is a FastAPI dependency that yields a writable one for POST /
+PATCH / DELETE handlers. The token lookup is one indexed read of its SHA-256
 (``iam.service.actor_for_token``): no password hash per request. Permissions come from
 the token's scopes and are checked by the services, which also scope every query to the
 client's organisation.
@@ -83,15 +83,9 @@ def reading(request: Request) -> Iterator[UnitOfWork]:
         yield uow
 
 
-def tmf_reader(request: Request) -> Iterator[UnitOfWork]:
-    """A read-only unit of work for GET handlers (a FastAPI dependency)."""
-    with reading(request) as uow:
-        yield uow
-
-
 async def tmf_read(request: Request, work: Callable[[UnitOfWork], T]) -> T:
     """``work`` in a read-only unit of work acting as the token's API client, in one trip
-    to the threadpool. A sync handler with the ``tmf_reader`` dependency makes three (the
+    to the threadpool. A sync handler with a yielding dependency would make three (the
     dependency's set-up, the handler, the tear-down); each hand-off between the event
     loop and a worker thread costs CPU on both sides (BENCHMARKS.md, "TMF API over
     HTTP")."""
