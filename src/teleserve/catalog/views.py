@@ -34,7 +34,6 @@ from teleserve.catalog.schemas import (
     RewardOut,
     price_components,
 )
-from teleserve.core.clock import utcnow
 from teleserve.core.errors import Conflict, DomainError, NotFound, ValidationError
 from teleserve.core.i18n import _
 from teleserve.core.query import Condition, ListQuery, Op
@@ -52,7 +51,7 @@ from teleserve.web.console.admin import (
     yuan_text,
 )
 from teleserve.web.console.page import ConsolePage, console_page
-from teleserve.web.export import FORMATS, audit_export, export_response
+from teleserve.web.export import FORMATS, audit_export, export_response, require_format
 
 router = APIRouter(prefix="/catalog")
 
@@ -197,8 +196,7 @@ def offering_export(
     q: Annotated[str, Query(max_length=100)] = "",
 ) -> Response:
     """Every offering matching the list's filters (up to ``EXPORT_MAX``), fees in yuan."""
-    if fmt not in FORMATS:
-        raise NotFound(_("No such page"))
+    require_format(fmt)
     page.actor.require(READ)
     conditions = _conditions(kind, status, q)
     rows: list[list[Any]] = []
@@ -225,8 +223,7 @@ def offering_export(
         page.t(_("Regions")),
         page.t(_("Updated")),
     ]
-    stamp = utcnow().strftime("%Y%m%d-%H%M%S")
-    return export_response(fmt, f"offerings-{stamp}", headers, rows, sheet=page.t(_("Offerings")))
+    return export_response(fmt, "offerings", headers, rows, sheet=page.t(_("Offerings")))
 
 
 def _export_row(page: ConsolePage, o: OfferingOut) -> list[Any]:
@@ -261,8 +258,7 @@ def reward_list(page: ConsolePage = Depends(console_page)) -> Response:
 
 @router.get("/rewards/export/{fmt}", name="catalog_rewards_export")
 def reward_export(fmt: str, page: ConsolePage = Depends(console_page)) -> Response:
-    if fmt not in FORMATS:
-        raise NotFound(_("No such page"))
+    require_format(fmt)
     page.actor.require(READ)
     with page.uow() as uow:
         rewards = catalog.list_rewards(uow)
@@ -278,8 +274,7 @@ def reward_export(fmt: str, page: ConsolePage = Depends(console_page)) -> Respon
         page.t(_("Credit (yuan)")),
         page.t(_("Status")),
     ]
-    stamp = utcnow().strftime("%Y%m%d-%H%M%S")
-    return export_response(fmt, f"rewards-{stamp}", headers, rows, sheet=page.t(_("Rewards")))
+    return export_response(fmt, "rewards", headers, rows, sheet=page.t(_("Rewards")))
 
 
 def _reward_row(page: ConsolePage, r: RewardOut) -> list[Any]:

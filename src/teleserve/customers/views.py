@@ -26,7 +26,6 @@ from starlette.responses import Response
 
 from teleserve.catalog import service as catalog
 from teleserve.core.audit import AuditEntry
-from teleserve.core.clock import utcnow
 from teleserve.core.errors import NotFound, PermissionDenied, ValidationError
 from teleserve.core.i18n import _
 from teleserve.core.masking import mask_id_number, mask_name, mask_phone
@@ -38,7 +37,7 @@ from teleserve.inventory.schemas import LineKind, SubscriptionOut
 from teleserve.payments import service as payments
 from teleserve.payments.schemas import AccountBalance, PaymentView
 from teleserve.web.console.page import ConsolePage, console_page
-from teleserve.web.export import FORMATS, audit_export, export_response
+from teleserve.web.export import FORMATS, audit_export, export_response, require_format
 
 router = APIRouter(prefix="/customers")
 
@@ -214,8 +213,7 @@ def export(
     kind: Annotated[str, Query(max_length=20)] = "auto",
 ) -> Response:
     """The whole result of a search (up to ``EXPORT_MAX`` rows), masked as on screen."""
-    if fmt not in FORMATS:
-        raise NotFound(_("No such page"))
+    require_format(fmt)
     page.actor.require(customers.READ)
     criterion, value = classify(q, kind)
     zone = ZoneInfo(page.request.app.state.settings.timezone)
@@ -253,8 +251,7 @@ def export(
         page.t(_("Status")),
         page.t(_("Registered")),
     ]
-    stamp = utcnow().strftime("%Y%m%d-%H%M%S")
-    return export_response(fmt, f"customers-{stamp}", headers, rows, sheet=page.t(_("Customers")))
+    return export_response(fmt, "customers", headers, rows, sheet=page.t(_("Customers")))
 
 
 # -- the 360° page ---------------------------------------------------------------------

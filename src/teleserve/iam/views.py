@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Form, Query
 from starlette.responses import RedirectResponse, Response
 
-from teleserve.core.clock import utcnow
 from teleserve.core.errors import DomainError, NotFound, PermissionDenied, ValidationError
 from teleserve.core.i18n import _
 from teleserve.core.uow import UnitOfWork
@@ -30,7 +29,7 @@ from teleserve.iam import service as iam
 from teleserve.iam.roles import SCOPES, covers, permissions_of_scopes
 from teleserve.iam.schemas import ApiClientOut, OrgLevel, OrgUnitOut, StaffUserOut
 from teleserve.web.console.page import ConsolePage, console_page
-from teleserve.web.export import FORMATS, Cell, audit_export, export_response
+from teleserve.web.export import FORMATS, Cell, audit_export, export_response, require_format
 
 router = APIRouter(prefix="/staff")
 
@@ -145,10 +144,6 @@ def _local(page: ConsolePage) -> ZoneInfo:
     return ZoneInfo(page.request.app.state.settings.timezone)
 
 
-def _stamp() -> str:
-    return utcnow().strftime("%Y%m%d-%H%M%S")
-
-
 # -- staff list ------------------------------------------------------------------------
 
 
@@ -244,8 +239,7 @@ def staff_export(
     role: Annotated[str, Query(max_length=32)] = "",
     status: Annotated[str, Query(max_length=20)] = "",
 ) -> Response:
-    if fmt not in FORMATS:
-        raise NotFound(_("No such page"))
+    require_format(fmt)
     page.actor.require("iam.users.read")
     filters = _filters(org, role, status)
     with page.uow() as uow:
@@ -263,7 +257,7 @@ def staff_export(
         page.t(_("Last login")),
         page.t(_("Created")),
     ]
-    return export_response(fmt, f"staff-{_stamp()}", headers, rows, sheet=page.t(_("Staff")))
+    return export_response(fmt, "staff", headers, rows, sheet=page.t(_("Staff")))
 
 
 # -- creating a user -------------------------------------------------------------------
@@ -412,8 +406,7 @@ def org_create(
 
 @router.get("/orgs/export/{fmt}", name="org_export")
 def org_export(fmt: str, page: ConsolePage = Depends(console_page)) -> Response:
-    if fmt not in FORMATS:
-        raise NotFound(_("No such page"))
+    require_format(fmt)
     page.actor.require("iam.orgs.read")
     with page.uow() as uow:
         units = iam.list_org_units(uow)
@@ -440,7 +433,7 @@ def org_export(fmt: str, page: ConsolePage = Depends(console_page)) -> Response:
         page.t(_("Path")),
     ]
     return export_response(
-        fmt, f"org-units-{_stamp()}", headers, rows, sheet=page.t(_("Organisation structure"))
+        fmt, "org-units", headers, rows, sheet=page.t(_("Organisation structure"))
     )
 
 
@@ -547,8 +540,7 @@ def api_client_export(
     page: ConsolePage = Depends(console_page),
     revoked: Annotated[str, Query(max_length=1)] = "",
 ) -> Response:
-    if fmt not in FORMATS:
-        raise NotFound(_("No such page"))
+    require_format(fmt)
     page.actor.require("iam.clients.read")
     with page.uow() as uow:
         clients = iam.list_api_clients(uow, include_revoked=revoked == "1")
@@ -564,9 +556,7 @@ def api_client_export(
         page.t(_("Created")),
         page.t(_("Revoked")),
     ]
-    return export_response(
-        fmt, f"api-clients-{_stamp()}", headers, rows, sheet=page.t(_("API clients"))
-    )
+    return export_response(fmt, "api-clients", headers, rows, sheet=page.t(_("API clients")))
 
 
 # -- one user ------------------------------------------------------------------------

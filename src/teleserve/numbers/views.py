@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Form, Query
 from starlette.responses import RedirectResponse, Response
 
-from teleserve.core.clock import utcnow
 from teleserve.core.errors import DomainError, NotFound, ValidationError
 from teleserve.core.i18n import _
 from teleserve.core.query import Condition, ListQuery, Op
@@ -29,7 +28,7 @@ from teleserve.numbers.models import NumberKind, NumberStatus
 from teleserve.numbers.schemas import GradeOut, NumberOut, PoolOut
 from teleserve.web.console.admin import name_of, org_names, parse_count, parse_yuan, yuan_text
 from teleserve.web.console.page import ConsolePage, console_page
-from teleserve.web.export import FORMATS, Cell, audit_export, export_response
+from teleserve.web.export import FORMATS, Cell, audit_export, export_response, require_format
 
 router = APIRouter(prefix="/numbers")
 
@@ -88,10 +87,6 @@ def _base(page: ConsolePage, tab: str, **context: Any) -> dict[str, Any]:
         "done_params": {},
         **context,
     }
-
-
-def _stamp() -> str:
-    return utcnow().strftime("%Y%m%d-%H%M%S")
 
 
 def _all(
@@ -179,8 +174,7 @@ def ranges_export(
     region: Annotated[str, Query(max_length=255)] = "",
     kind: Annotated[str, Query(max_length=20)] = "",
 ) -> Response:
-    if fmt not in FORMATS:
-        raise NotFound(_("No such page"))
+    require_format(fmt)
     page.actor.require(READ)
     conditions = _range_conditions(region, kind)
     local = _local(page)
@@ -212,9 +206,7 @@ def ranges_export(
         *(page.t(label) for label in STATUSES.values()),
         page.t(_("Created")),
     ]
-    return export_response(
-        fmt, f"number-ranges-{_stamp()}", headers, rows, sheet=page.t(_("Number ranges"))
-    )
+    return export_response(fmt, "number-ranges", headers, rows, sheet=page.t(_("Number ranges")))
 
 
 def _range_form_context(
@@ -413,8 +405,7 @@ def grade_fees_update(
 
 @router.get("/grades/export/{fmt}", name="numbers_grades_export")
 def grades_export(fmt: str, page: ConsolePage = Depends(console_page)) -> Response:
-    if fmt not in FORMATS:
-        raise NotFound(_("No such page"))
+    require_format(fmt)
     page.actor.require(READ)
     with page.uow() as uow:
         found = numbers.list_grades(uow)
@@ -441,9 +432,7 @@ def grades_export(fmt: str, page: ConsolePage = Depends(console_page)) -> Respon
         page.t(GRADE_LABELS["min_plan_fee"]),
         page.t(GRADE_LABELS["priority"]),
     ]
-    return export_response(
-        fmt, f"number-grades-{_stamp()}", headers, rows, sheet=page.t(_("Number grades"))
-    )
+    return export_response(fmt, "number-grades", headers, rows, sheet=page.t(_("Number grades")))
 
 
 # -- finding free numbers and reserving them -------------------------------------------
@@ -521,8 +510,7 @@ def search_export(
     kind: Annotated[str, Query(max_length=20)] = "",
 ) -> Response:
     """The free numbers matching the search, up to ``SEARCH_EXPORT_MAX``."""
-    if fmt not in FORMATS:
-        raise NotFound(_("No such page"))
+    require_format(fmt)
     page.actor.require(READ)
     criteria = {"region": region, "pattern": pattern, "ends_with": ends_with}
     criteria |= {"grade": grade, "kind": kind}
@@ -558,9 +546,7 @@ def search_export(
         page.t(GRADE_LABELS["premium_fee"]),
         page.t(GRADE_LABELS["min_plan_fee"]),
     ]
-    return export_response(
-        fmt, f"free-numbers-{_stamp()}", headers, rows, sheet=page.t(_("Free numbers"))
-    )
+    return export_response(fmt, "free-numbers", headers, rows, sheet=page.t(_("Free numbers")))
 
 
 def _reserve_context(
@@ -698,8 +684,7 @@ def reservations_export(
     page: ConsolePage = Depends(console_page),
     holder: Annotated[str, Query(max_length=100)] = "",
 ) -> Response:
-    if fmt not in FORMATS:
-        raise NotFound(_("No such page"))
+    require_format(fmt)
     page.actor.require(READ)
     local = _local(page)
     with page.uow() as uow:
@@ -718,7 +703,7 @@ def reservations_export(
         page.t(_("Reserved until")),
     ]
     return export_response(
-        fmt, f"number-reservations-{_stamp()}", headers, rows, sheet=page.t(_("Reservations"))
+        fmt, "number-reservations", headers, rows, sheet=page.t(_("Reservations"))
     )
 
 
@@ -745,8 +730,7 @@ def quarantine(
 
 @router.get("/quarantine/export/{fmt}", name="numbers_quarantine_export")
 def quarantine_export(fmt: str, page: ConsolePage = Depends(console_page)) -> Response:
-    if fmt not in FORMATS:
-        raise NotFound(_("No such page"))
+    require_format(fmt)
     page.actor.require(READ)
     local = _local(page)
     with page.uow() as uow:
@@ -756,6 +740,4 @@ def quarantine_export(fmt: str, page: ConsolePage = Depends(console_page)) -> Re
         uow.commit()
     rows = [[n.value, names.get(n.org_path, n.org_path), local(n.quarantine_until)] for n in found]
     headers = [page.t(_("Number")), page.t(_("Region")), page.t(_("Free again on"))]
-    return export_response(
-        fmt, f"number-quarantine-{_stamp()}", headers, rows, sheet=page.t(_("Quarantine"))
-    )
+    return export_response(fmt, "number-quarantine", headers, rows, sheet=page.t(_("Quarantine")))

@@ -16,7 +16,6 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
-from teleserve.core.clock import utcnow
 from teleserve.core.errors import NotFound
 from teleserve.core.i18n import _
 from teleserve.reports import service as reports
@@ -96,5 +95,4 @@ def export(key: str, fmt: str, page: ConsolePage = Depends(console_page)) -> Res
         page.t(_("{series} (yuan)"), series=s.label) if chart.money else s.label
         for s in chart.series
     ]
-    stamp = utcnow().strftime("%Y%m%d-%H%M%S")
-    return export_response(fmt, f"{key}-{stamp}", headers, rows, sheet=_sheet_name(chart.title))
+    return export_response(fmt, f"{key}", headers, rows, sheet=_sheet_name(chart.title))

@@ -25,6 +25,9 @@ import xlsxwriter  # type: ignore[import-untyped]  # ships no type hints
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
+from teleserve.core.clock import utcnow
+from teleserve.core.errors import NotFound
+from teleserve.core.i18n import _
 from teleserve.core.uow import UnitOfWork
 
 Cell = str | int | float | date | datetime | None
@@ -106,6 +109,12 @@ def _disposition(filename: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{filename}"'}
 
 
+def require_format(fmt: str) -> None:
+    """An export route's ``{fmt}`` is ``csv`` or ``xlsx``; anything else is no page."""
+    if fmt not in FORMATS:
+        raise NotFound(_("No such page"))
+
+
 def export_response(
     fmt: str,
     basename: str,
@@ -114,7 +123,9 @@ def export_response(
     *,
     sheet: str = "export",
 ) -> StreamingResponse:
-    """A download of ``rows`` as ``fmt`` (``csv`` or ``xlsx``) named ``basename.fmt``."""
+    """A download of ``rows`` as ``fmt`` (``csv`` or ``xlsx``) named
+    ``basename-<UTC yyyymmdd-hhmmss>.fmt``."""
+    basename = f"{basename}-{utcnow():%Y%m%d-%H%M%S}"
     if fmt == "csv":
         return StreamingResponse(
             csv_chunks(headers, rows),
