@@ -65,7 +65,8 @@ def start(engine: Engine, settings: Settings) -> Iterator[Callable[..., GatewayT
                 **changes,
             }
         )
-        thread = GatewayThread(engine, s, handlers=handlers)
+        # Only the handlers a test installs: the mechanics under test, not the areas.
+        thread = GatewayThread(engine, s, handlers=handlers if handlers is not None else {})
         thread.bound = thread.start()  # type: ignore[attr-defined]
         running.append(thread)
         return thread

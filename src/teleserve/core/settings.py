@@ -97,6 +97,15 @@ class Settings(BaseSettings):
     gateway_tls_client_ca: Path | None = None  # set: mutual TLS (client certificates)
     gateway_plaintext_lab: bool = False
     gateway_mac_failures_per_minute: int = Field(default=20, ge=1)
+    # The money path's group commit (docs/gateway.md "Money requests"): at most this many
+    # payments per transaction; writer threads (SQLite always uses one: one writer).
+    gateway_money_batch: int = Field(default=256, ge=1, le=5000)
+    gateway_money_writers: int = Field(default=4, ge=1, le=64)
+
+    # Kiosk payment limits (PROTOCOL.md): accepted note values in fen and the largest
+    # payment; a payment outside them is recorded held, never refused.
+    kiosk_note_values: tuple[int, ...] = (100, 500, 1000, 2000, 5000, 10000)
+    kiosk_max_payment: int = Field(default=500_000, ge=1)
 
     # Outbox worker.
     outbox_max_attempts: int = 8

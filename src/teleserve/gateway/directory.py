@@ -31,6 +31,7 @@ class TerminalEntry:
     view: TerminalView
     org_path: str
     device_mode: DeviceMode
+    site_id: str = ""
 
 
 def to_view(access: TerminalAccess) -> TerminalView:
@@ -64,7 +65,7 @@ class TerminalDirectory:
         entry = (
             None
             if access is None
-            else TerminalEntry(to_view(access), access.org_path, access.device_mode)
+            else TerminalEntry(to_view(access), access.org_path, access.device_mode, access.site_id)
         )
         if self._ttl > 0:
             with self._lock:

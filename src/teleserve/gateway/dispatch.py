@@ -27,7 +27,16 @@ from teleserve.core.throttle import Rate, Throttle
 from teleserve.core.uow import UnitOfWork
 from teleserve.gateway import errors
 from teleserve.gateway.body import encode_body
-from teleserve.gateway.catalog import KEEPALIVE, SERV_TYPES, SIGN_OFF, SIGN_ON, Channel
+from teleserve.gateway.catalog import (
+    CARD_PAYMENT,
+    CASH_PAYMENT,
+    KEEPALIVE,
+    REVERSAL,
+    SERV_TYPES,
+    SIGN_OFF,
+    SIGN_ON,
+    Channel,
+)
 from teleserve.gateway.checks import (
     Accepted,
     CloseSilently,
@@ -49,6 +58,7 @@ from teleserve.gateway.frame import (
     Truncated,
 )
 from teleserve.gateway.mac import derive_session_key, new_server_nonce, parse_nonce
+from teleserve.gateway.money import Answer, MoneyWriter
 from teleserve.gateway.multiframe import answer_frames
 from teleserve.gateway.reply import answer, signed_frame
 from teleserve.gateway.sessions import SESSION_LIFETIME_MS, Holder, SessionTable
@@ -60,6 +70,8 @@ log = get_logger("teleserve.gateway")
 # PROTOCOL.md: a resend racing its original waits this long for the original's answer.
 IN_PROGRESS_WAIT_S = 10.0
 SIGN_ON_ONLY = frozenset({SIGN_ON, SIGN_OFF, KEEPALIVE})
+# Served by the money writer's group commit (gateway.money), not by a plain handler.
+_WRITER_SERVED = frozenset({CASH_PAYMENT, CARD_PAYMENT})
 
 Item = Frame | Malformed | BadLength | Truncated
 
@@ -107,14 +119,16 @@ class Dispatcher:
         *,
         handlers: Mapping[int, Handler] | None = None,
         directory: TerminalDirectory | None = None,
+        money: MoneyWriter | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.directory = directory or TerminalDirectory(engine, settings.gateway_terminal_cache_s)
         self.sessions = SessionTable()
         self.handlers = dict(handlers or {})
+        self.money = money
         for code in self.handlers:
-            if code not in SERV_TYPES or code in SIGN_ON_ONLY:
+            if code not in SERV_TYPES or code in SIGN_ON_ONLY or code in _WRITER_SERVED:
                 raise ValueError(f"no handler can be installed for serv_type {code}")
         self.served: dict[Channel, frozenset[int]] = {
             channel: frozenset(
@@ -123,6 +137,8 @@ class Dispatcher:
             for channel in Channel
         }
         self.served[Channel.BUSINESS] |= SIGN_ON_ONLY
+        if money is not None:
+            self.served[Channel.BUSINESS] |= _WRITER_SERVED
         self._inflight: dict[tuple[str, int], asyncio.Event] = {}
         self.in_progress_wait_s = IN_PROGRESS_WAIT_S
         # MAC failures per sending address (PROTOCOL.md: throttle the address, never
@@ -261,26 +277,47 @@ class Dispatcher:
         )
 
     async def _serve(self, accepted: Accepted, entry: TerminalEntry) -> list[bytes]:
-        handler = self.handlers[accepted.serv_type.code]
+        code = accepted.serv_type.code
         if not accepted.serv_type.state_changing:
+            handler = self.handlers[code]
             return await asyncio.to_thread(self._run, accepted, entry, handler, False)
-        key = (accepted.frame.header.terminal_id, accepted.frame.header.serial)
-        deadline = time.monotonic() + self.in_progress_wait_s
+        h = accepted.frame.header
+        if code == REVERSAL:
+            # A REVERSAL racing the payment it names waits for that payment's answer, so
+            # it finds the payment recorded rather than leaving a marker beside it.
+            original = accepted.body.get("original_serial")
+            if type(original) is int and not await self._wait_inflight((h.terminal_id, original)):
+                return [accepted.refuse(errors.BUSY).reply(now_ms())]
+        key = (h.terminal_id, h.serial)
         # A resend racing its original in this process waits for the original's answer
         # (then finds it recorded); across processes the serial insert does the waiting.
+        if not await self._wait_inflight(key):
+            return [accepted.refuse(errors.BUSY).reply(now_ms())]
+        done = asyncio.Event()
+        self._inflight[key] = done
+        try:
+            if code in _WRITER_SERVED and self.money is not None:
+                outcome = await self.money.submit(accepted, entry)
+                if isinstance(outcome, Answer):
+                    return self._frames(accepted, outcome.err_number, outcome.body, now_ms())
+                return [outcome.reply(now_ms())]
+            handler = self.handlers[code]
+            return await asyncio.to_thread(self._run, accepted, entry, handler, True)
+        finally:
+            del self._inflight[key]
+            done.set()
+
+    async def _wait_inflight(self, key: tuple[str, int]) -> bool:
+        """Wait until no request holds ``key`` in this process; false after the
+        protocol's 10 s (the caller answers ``90002``)."""
+        deadline = time.monotonic() + self.in_progress_wait_s
         while (running := self._inflight.get(key)) is not None:
             remaining = deadline - time.monotonic()
             try:
                 await asyncio.wait_for(running.wait(), max(remaining, 0))
             except TimeoutError:
-                return [accepted.refuse(errors.BUSY).reply(now_ms())]
-        done = asyncio.Event()
-        self._inflight[key] = done
-        try:
-            return await asyncio.to_thread(self._run, accepted, entry, handler, True)
-        finally:
-            del self._inflight[key]
-            done.set()
+                return False
+        return True
 
     def _run(
         self, accepted: Accepted, entry: TerminalEntry, handler: Handler, recorded: bool

@@ -23,6 +23,8 @@ from sqlalchemy import Engine
 from teleserve.core.logging import get_logger
 from teleserve.core.settings import Settings
 from teleserve.gateway.dispatch import Dispatcher, Handler, Reply
+from teleserve.gateway.money import MoneyWriter
+from teleserve.gateway.receipts import SiteNames
 from teleserve.gateway.sessions import Holder
 from teleserve.gateway.stream import FrameDecoder
 
@@ -70,9 +72,19 @@ class Gateway:
         settings: Settings,
         *,
         handlers: Mapping[int, Handler] | None = None,
+        money: bool | None = None,
     ) -> None:
+        """``handlers`` None: every area's (``gateway.handlers``) and the money writer;
+        given (tests): only those, and the money writer only with ``money=True``."""
         self.settings = settings
-        self.dispatcher = Dispatcher(engine, settings, handlers=handlers)
+        if money is None:
+            money = handlers is None
+        if handlers is None:
+            from teleserve.gateway.handlers import installed_handlers
+
+            handlers = installed_handlers()
+        self.money = MoneyWriter(engine, settings, SiteNames(engine)) if money else None
+        self.dispatcher = Dispatcher(engine, settings, handlers=handlers, money=self.money)
         self.tls = tls_context(settings)
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -114,6 +126,8 @@ class Gateway:
         for server in self._servers:
             await server.wait_closed()
         self._servers = []
+        if self.money is not None:
+            await asyncio.to_thread(self.money.stop)
 
     # -- admission ---------------------------------------------------------------------
     def _admit(self, writer: asyncio.StreamWriter) -> str | None:
@@ -231,8 +245,9 @@ class GatewayThread:
         settings: Settings,
         *,
         handlers: Mapping[int, Handler] | None = None,
+        money: bool | None = None,
     ) -> None:
-        self.gateway = Gateway(engine, settings, handlers=handlers)
+        self.gateway = Gateway(engine, settings, handlers=handlers, money=money)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="tsp-gateway", daemon=True)
         self._started = threading.Event()

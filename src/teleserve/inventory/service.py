@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy import Connection, and_, bindparam, case, exists, func, select
 
 from teleserve.catalog.service import EligibilityChecker
 from teleserve.core.actor import Actor, ActorKind
@@ -63,6 +63,7 @@ __all__ = [
     "CHANGE_WHO",
     "TRANSITIONS",
     "Change",
+    "PayableLine",
     "activate",
     "add_bar",
     "add_vas",
@@ -78,6 +79,7 @@ __all__ = [
     "on_account_payment",
     "on_payment_received",
     "page_subscriptions",
+    "payable_lines",
     "remove_vas",
     "terminate",
 ]
@@ -857,6 +859,66 @@ def on_account_payment(
     ).all()
     lifted = {sub_id: on_payment_received(uow, sub_id, payment_ref=payment_ref) for sub_id in ids}
     return {sub_id: bars for sub_id, bars in lifted.items() if bars}
+
+
+# -- the payment hot path ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PayableLine:
+    """A live line a payment can be made to (PROTOCOL.md: a number is *payable* when it
+    exists and is not terminated; barred or suspended lines can be paid)."""
+
+    subscription_id: str
+    service_number: str
+    billing_account_id: str
+    customer_id: str
+    org_path: str
+    status: str
+
+
+_SUBSCRIPTIONS = table_of(Subscription)
+_PAYABLE = select(
+    _SUBSCRIPTIONS.c.id,
+    _SUBSCRIPTIONS.c.service_number,
+    _SUBSCRIPTIONS.c.billing_account_id,
+    _SUBSCRIPTIONS.c.customer_id,
+    _SUBSCRIPTIONS.c.org_path,
+    _SUBSCRIPTIONS.c.status,
+).where(
+    _SUBSCRIPTIONS.c.service_number.in_(bindparam("forms", expanding=True)),
+    _SUBSCRIPTIONS.c.status != SubscriptionStatus.terminated.value,
+)
+
+
+def payable_lines(conn: Connection, numbers: Collection[str]) -> dict[str, PayableLine]:
+    """The live line of each payable number, keyed by the number as given (every stored
+    form of it is tried: ``+86``, dashes...); numbers with no live line are absent.
+
+    Core and one query per call, for the kiosk money path and MSISDN_CHECK: no actor and
+    no organisation scope (a customer may pay at any kiosk of the operator, 通缴); the
+    caller has authenticated the terminal."""
+    forms_of = {number: _lookup_forms(number) for number in numbers}
+    wanted = sorted({form for forms in forms_of.values() for form in forms})
+    if not wanted:
+        return {}
+    found: dict[str, PayableLine] = {}
+    for start in range(0, len(wanted), 500):
+        for row in conn.execute(_PAYABLE, {"forms": wanted[start : start + 500]}):
+            found[row.service_number] = PayableLine(
+                row.id,
+                row.service_number,
+                row.billing_account_id,
+                row.customer_id,
+                row.org_path,
+                row.status,
+            )
+    result: dict[str, PayableLine] = {}
+    for number, forms in forms_of.items():
+        line = next((found[form] for form in forms if form in found), None)
+        if line is not None:
+            result[number] = line
+    return result
 
 
 # -- reads -----------------------------------------------------------------------------

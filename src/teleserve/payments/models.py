@@ -83,6 +83,14 @@ class HeldReason(StrEnum):
     unknown_account = "unknown_account"  # no ledger account for the billing account id
     account_closed = "account_closed"
     unresolved_target = "unresolved_target"  # only a service number, no billing account
+    # Decided by the channel (TSP/1 CASH_PAYMENT / CARD_PAYMENT, PROTOCOL.md "Money
+    # requests are always recorded"): the money came in, but is not credited.
+    number_not_payable = "number_not_payable"
+    amount_mismatch = "amount_mismatch"  # the notes do not add up to the stated amount
+    unknown_denomination = "unknown_denomination"
+    over_limit = "over_limit"
+    reversed_original = "reversed_original"  # a REVERSAL named it before it arrived
+    reversed = "reversed"  # cash reversed at the kiosk: in suspense, refund at a counter
 
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.

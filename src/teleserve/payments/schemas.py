@@ -45,11 +45,17 @@ class PaymentRequest:
     external_ref: str | None = None
     org_path: str | None = None
     pending: bool = False
+    # The channel decided to hold the money (a ``HeldReason``): recorded ``held`` in
+    # suspense whatever the target account (a kiosk's business limits, DESIGN.md 6).
+    hold_reason: str | None = None
 
     def body_hash(self) -> str:
         """SHA-256 of the canonical request body (every field but the key)."""
         body = {f.name: getattr(self, f.name) for f in fields(self)}
         del body["idempotency_key"]
+        if body["hold_reason"] is None:
+            # Absent unless used, so digests stored before the field existed still match.
+            del body["hold_reason"]
         return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 

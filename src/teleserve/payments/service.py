@@ -51,7 +51,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, bindparam, func, or_, select, update
 
-from teleserve.core.actor import Actor
+from teleserve.core.actor import Actor, ActorKind
 from teleserve.core.clock import business_date, utcnow
 from teleserve.core.db import execute_many, insert_many
 from teleserve.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
@@ -88,9 +88,11 @@ __all__ = [
     "PaymentOutcome",
     "PaymentRequest",
     "PaymentView",
+    "TerminalPayment",
     "account_balance",
     "check_ledger",
     "close_customer_account",
+    "customer_balances",
     "ensure_customer_accounts",
     "get_payment",
     "get_payment_by_key",
@@ -102,6 +104,9 @@ __all__ = [
     "reverse_payment",
     "settle_held",
     "system_account_balance",
+    "terminal_key",
+    "terminal_payments",
+    "withdraw_terminal_payment",
 ]
 
 # A sanity bound, not a business limit: 1,000,000,000.00 yuan. It keeps any SUM of
@@ -161,6 +166,13 @@ def _transition(row: RowMapping, action: str) -> PaymentStatus:
 
 
 # -- validation ------------------------------------------------------------------------
+
+# Reasons a channel may give (the others are the ledger's own findings).
+_HOLD_REASONS = frozenset(HeldReason) - {
+    HeldReason.unknown_account,
+    HeldReason.account_closed,
+    HeldReason.unresolved_target,
+}
 
 
 def _check_text(name: str, value: object, limit: int) -> None:
@@ -242,6 +254,12 @@ def _validate(request: PaymentRequest, currency: str) -> None:
     if not isinstance(request.pending, bool):
         raise ValidationError(
             _("{field} must be true or false"), code="invalid_field", field="pending"
+        )
+    if request.hold_reason is not None and request.hold_reason not in _HOLD_REASONS:
+        raise ValidationError(
+            _("Unknown reason to hold a payment: {reason}"),
+            code="invalid_hold_reason",
+            reason=request.hold_reason,
         )
 
 
@@ -439,6 +457,8 @@ def _record_fresh(
 
 
 def _held_reason(request: PaymentRequest, account: ledger.CustomerAccount | None) -> str | None:
+    if request.hold_reason is not None:
+        return request.hold_reason
     if request.billing_account_id is None:
         return HeldReason.unresolved_target.value
     if account is None:
@@ -666,6 +686,13 @@ def reverse_payment(uow: UnitOfWork, payment_id: str, reason: str) -> PaymentVie
     row = _locked_payment(uow, payment_id)
     if row["status"] == PaymentStatus.reversed:
         return _view(row)
+    _reverse_row(uow, row, reason)
+    return _reread(uow, row["id"])
+
+
+def _reverse_row(
+    uow: UnitOfWork, row: RowMapping, reason: str, reference: str | None = None
+) -> None:
     new_status = _transition(row, "reverse")
     conn = uow.connection
     now = utcnow()
@@ -698,23 +725,137 @@ def reverse_payment(uow: UnitOfWork, payment_id: str, reason: str) -> PaymentVie
         )
         ledger.write_transfers(conn, [compensation], now=now, day=day, maintained=maintained)
     _set_payment(uow, row["id"], status=new_status.value, reversed_at=now, reversal_reason=reason)
-    uow.audit(
-        "payment.reversed",
-        "payment",
-        row["id"],
-        {
-            "receipt_no": row["receipt_no"],
-            "from_status": row["status"],
-            "reason": reason,
-            "amount": row["amount"],
-        },
-    )
+    _announce_reversal(uow, row, reason, new_status.value, reference)
+
+
+def _announce_reversal(
+    uow: UnitOfWork, row: RowMapping, reason: str, new_status: str, reference: str | None
+) -> None:
+    detail = {
+        "receipt_no": row["receipt_no"],
+        "from_status": row["status"],
+        "to_status": new_status,
+        "reason": reason,
+        "amount": row["amount"],
+    }
+    if reference is not None:
+        detail["reversal_no"] = reference
+    uow.audit("payment.reversed", "payment", row["id"], detail)
     uow.emit(
         "payments.reversed",
-        _event(row, from_status=row["status"], reason=reason),
+        _event(row, from_status=row["status"], status=new_status, reason=reason),
         key=row["billing_account_id"] or row["id"],
     )
-    return _reread(uow, row["id"])
+
+
+def withdraw_terminal_payment(
+    uow: UnitOfWork, terminal_id: str, serial: int, reason: str
+) -> tuple[TerminalPayment, str]:
+    """A kiosk's REVERSAL (2009) of its own payment, on the business date the payment
+    was received (PROTOCOL.md, "Money requests are always recorded"):
+
+    - a card payment, completed or pending, is reversed: its credit goes back to card
+      clearing (the balance may go below zero) and the terminal voids the authorisation;
+    - a cash payment cannot give its notes back: a completed one's credit moves to
+      suspense, a pending one's transfer is voided and the money held; either becomes
+      ``held`` with ``held_reason`` ``reversed``, for a refund at a counter;
+    - a payment already ``held`` stays held (nothing was credited); the reversal is noted.
+
+    Only that terminal may withdraw it (serials are per terminal). ``NotFound``: no
+    payment under that serial. ``Conflict`` ``already_reversed`` / ``reversal_day_passed``:
+    it cannot be reversed. Returns the payment now and the reversal's own reference (a
+    receipt number, in the audit record too)."""
+    actor = uow.actor
+    if actor.kind is not ActorKind.terminal or actor.id != terminal_id:
+        raise PermissionDenied(_("Only the terminal that took a payment can reverse it"))
+    _require_text("reason", reason, MAX_REASON)
+    t = payment_table
+    conn = uow.connection
+    row = (
+        conn.execute(
+            select(t)
+            .where(t.c.idempotency_key == terminal_key(terminal_id, serial))
+            .with_for_update()
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(_("No such payment"), code="payment_not_found")
+    if row["reversed_at"] is not None:
+        raise Conflict(
+            _("Payment {receipt_no} was already reversed"),
+            code="already_reversed",
+            receipt_no=row["receipt_no"],
+        )
+    now = utcnow()
+    day = business_date(now, get_settings().timezone)
+    if row["business_date"] != day:
+        raise Conflict(
+            _("Payment {receipt_no} can only be reversed on its business date {day}"),
+            code="reversal_day_passed",
+            receipt_no=row["receipt_no"],
+            day=row["business_date"].isoformat(),
+        )
+    reference = ledger.receipt_number(day, ledger.receipt_serials(conn, 1)[0])
+    if row["status"] == PaymentStatus.held:
+        _set_payment(uow, row["id"], reversed_at=now, reversal_reason=reason)
+        _announce_reversal(uow, row, reason, row["status"], reference)
+    elif row["channel"] == Channel.kiosk_card:
+        _reverse_row(uow, row, reason, reference)
+    else:
+        _hold_reversed_cash(uow, row, reason, now, day, reference)
+    found = terminal_payments(conn, terminal_id, [serial])
+    return found[serial], reference
+
+
+def _hold_reversed_cash(
+    uow: UnitOfWork, row: RowMapping, reason: str, now: datetime, day: date, reference: str
+) -> None:
+    conn = uow.connection
+    customer_account = row["ledger_account_id"]
+    maintained = {customer_account} if customer_account else set()
+    suspense = ledger.account_id_for(ledger.SUSPENSE)
+    ledger.ensure_system_accounts(conn, {ledger.SUSPENSE: "/"}, currency=row["currency"], now=now)
+    if row["status"] == PaymentStatus.pending:
+        ledger.resolve_pending(
+            conn,
+            _pending_transfer_id(conn, row["id"]),
+            post=False,
+            now=now,
+            day=day,
+            maintained=maintained,
+        )
+        move = ledger.Transfer(
+            new_id(),
+            TransferKind.hold,
+            row["source_account_id"],
+            suspense,
+            row["amount"],
+            payment_id=row["id"],
+        )
+    else:
+        move = ledger.Transfer(
+            new_id(),
+            TransferKind.hold,
+            customer_account,
+            suspense,
+            row["amount"],
+            payment_id=row["id"],
+            reverses_id=_last_posted_into(conn, row["id"], customer_account),
+        )
+    ledger.write_transfers(conn, [move], now=now, day=day, maintained=maintained)
+    _set_payment(
+        uow,
+        row["id"],
+        status=PaymentStatus.held.value,
+        held_reason=HeldReason.reversed.value,
+        ledger_account_id=None,
+        completed_at=None,
+        reversed_at=now,
+        reversal_reason=reason,
+    )
+    _announce_reversal(uow, row, reason, PaymentStatus.held.value, reference)
 
 
 def post_pending(uow: UnitOfWork, payment_id: str) -> PaymentView:
@@ -983,6 +1124,91 @@ def system_account_balance(uow: UnitOfWork, code: str) -> AccountBalance:
     if not uow.actor.sees(row["org_path"]):
         raise NotFound(_("No such ledger account"), code="ledger_account_not_found")
     return ledger.figures(uow.connection, row)
+
+
+_BALANCES = select(account_table.c.billing_account_id, account_table.c.balance).where(
+    account_table.c.billing_account_id.in_(bindparam("ids", expanding=True))
+)
+
+
+def customer_balances(conn: Connection, billing_account_ids: Collection[str]) -> dict[str, int]:
+    """Posted balances (fen) of these billing accounts' ledger accounts; absent: none.
+
+    Core, no actor: for the kiosk gateway (``balance_after``, ACCOUNT_SUMMARY) once the
+    terminal and, where needed, the customer are authenticated."""
+    found: dict[str, int] = {}
+    for part in ledger.chunks(sorted(set(billing_account_ids))):
+        for row in conn.execute(_BALANCES, {"ids": list(part)}):
+            found[row.billing_account_id] = int(row.balance)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalPayment:
+    """A kiosk payment as it stands now, by the terminal serial that recorded it."""
+
+    payment_id: str
+    serial: int
+    channel: str
+    amount: int
+    status: str
+    held_reason: str | None
+    billing_account_id: str | None
+    business_date: date
+    receipt_no: str
+    service_number: str | None
+    created_at: datetime
+    reversed_at: datetime | None
+
+
+_BY_TERMINAL_SERIAL = select(
+    payment_table.c.id,
+    payment_table.c.terminal_serial,
+    payment_table.c.channel,
+    payment_table.c.amount,
+    payment_table.c.status,
+    payment_table.c.held_reason,
+    payment_table.c.billing_account_id,
+    payment_table.c.business_date,
+    payment_table.c.receipt_no,
+    payment_table.c.service_number,
+    payment_table.c.created_at,
+    payment_table.c.reversed_at,
+).where(payment_table.c.idempotency_key.in_(bindparam("keys", expanding=True)))
+
+
+def terminal_key(terminal_id: str, serial: int) -> str:
+    """The idempotency key of a kiosk payment: a TSP/1 serial is unique per terminal."""
+    return f"tsp:{terminal_id}:{serial}"
+
+
+def terminal_payments(
+    conn: Connection, terminal_id: str, serials: Collection[int]
+) -> dict[int, TerminalPayment]:
+    """The payments ``terminal_id`` recorded under these serials (TXN_STATUS, RECEIPT,
+    REVERSAL, JOURNAL_UPLOAD). Core, no actor: the gateway calls it for an authenticated
+    terminal, which only ever sees its own payments."""
+    found: dict[int, TerminalPayment] = {}
+    keys = sorted({terminal_key(terminal_id, serial) for serial in serials})
+    for part in ledger.chunks(keys):
+        rows = conn.execute(_BY_TERMINAL_SERIAL, {"keys": list(part)})
+        for row in rows:
+            serial = int(row.terminal_serial)
+            found[serial] = TerminalPayment(
+                row.id,
+                serial,
+                row.channel,
+                int(row.amount),
+                row.status,
+                row.held_reason,
+                row.billing_account_id,
+                row.business_date,
+                row.receipt_no,
+                row.service_number,
+                row.created_at,
+                row.reversed_at,
+            )
+    return found
 
 
 def check_ledger(uow: UnitOfWork) -> list[str]:

@@ -9,7 +9,7 @@ ids (the site) are plain strings: no foreign key leaves the domain.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
@@ -118,6 +118,30 @@ class TerminalSerialRecord(Base):
     __table_args__ = (Index("ix_terminal_serial_record_created_at", "created_at"),)
 
 
+class CashDeposit(Base):
+    """The notes of one recorded CASH_PAYMENT (2001), whatever its status: what its cash
+    box is expected to hold (PROTOCOL.md, "Money requests are always recorded"). Written
+    by the gateway's money path in the payment's own transaction (Core, batched; no
+    foreign keys, like the serial records). ``notes`` is the canonical JSON list
+    ``[{"value": v, "count": n}]`` sorted by value, as the terminal reported them;
+    ``amount`` is their sum, which is what was recorded (the notes are the truth)."""
+
+    __tablename__ = "terminal_cash_deposit"
+
+    payment_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    terminal_id: Mapped[str] = mapped_column(String(16))
+    box_id: Mapped[str] = mapped_column(String(64))
+    serial: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    notes: Mapped[str] = mapped_column(Text)
+    business_date: Mapped[date]
+    created_at: Mapped[datetime]
+
+    # A box's expected contents: every deposit of (terminal, box).
+    __table_args__ = (Index("ix_terminal_cash_deposit_box", "terminal_id", "box_id"),)
+
+
 terminal_table = table_of(Terminal)
 key_table = table_of(TerminalMasterKey)
 serial_table = table_of(TerminalSerialRecord)
+deposit_table = table_of(CashDeposit)

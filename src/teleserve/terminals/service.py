@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from teleserve.core import crypto
@@ -402,6 +402,14 @@ def terminal_access(uow: UnitOfWork, terminal_id: str) -> TerminalAccess | None:
         org_path=first.org_path,
         site_id=first.site_id,
     )
+
+
+def site_of_terminal(conn: Connection, terminal_id: str) -> str | None:
+    """The site id of a terminal (receipts name the site); Core, no actor: the gateway
+    asks for a terminal it has authenticated."""
+    t = terminal_table
+    found = conn.scalar(select(t.c.site_id).where(t.c.terminal_id == terminal_id))
+    return None if found is None else str(found)
 
 
 # -- status ----------------------------------------------------------------------------
