@@ -1696,18 +1696,24 @@ def _fail(
         return result
 
     _recorded, locked_until = _record_failure(uow.connection, settings, attempt)
-    for action, data in records(locked_until):
-        uow.audit(action, subject_type, subject_id, data)
+    # Inside a savepoint the audit records are written by ``replay`` once the root
+    # transaction has ended, whatever became of the savepoint: a savepoint rolled back
+    # by the caller (the gateway's, around a request that raised) would otherwise take
+    # queued records with it, or keep them while the attempt is written again.
+    nested = uow.session.in_nested_transaction()
+    if not nested:
+        for action, data in records(locked_until):
+            uow.audit(action, subject_type, subject_id, data)
 
-    def replay(conn: Connection, committed: bool) -> None:
+    def replay(conn: Connection, _committed: bool) -> None:
         recorded, again = _record_failure(conn, settings, attempt)
-        # After a commit the unit of work has written its audit records already.
-        if recorded and not committed:
+        # Not nested: replay runs only when the root did not commit, so ``recorded``.
+        if recorded or nested:
             audit.write(
                 conn,
                 [
                     audit.PendingRecord.of(uow.actor, action, subject_type, subject_id, data)
-                    for action, data in records(again)
+                    for action, data in records(again if recorded else locked_until)
                 ],
             )
 
@@ -2373,3 +2379,77 @@ def count_by_org_path(uow: UnitOfWork) -> dict[str, int]:
         .group_by(Customer.org_path)
     )
     return {path: int(count) for path, count in uow.session.execute(query)}
+
+
+# -- kiosk (TSP/1) helpers: sessions bound to a terminal, the kiosk's reads --------------
+#
+# PROTOCOL.md, "Sessions and connections": customer tokens belong to the terminal that
+# logged the customer in, and a terminal holds at most one. The web channel passes its own
+# key as ``terminal_id`` (``web:<ip>``) and is not bound this way; only the gateway calls
+# these.
+
+
+def check_terminal_token(
+    uow: UnitOfWork, token: str, terminal_id: str, *, level: int = 1
+) -> CustomerAuth:
+    """``check_token`` for a token presented by ``terminal_id``: a token issued at any
+    other terminal (or channel) is ``customer_session_expired`` (20010), exactly like an
+    unknown one, and its idle timer is left alone."""
+    table = session_table
+    owner = None
+    if isinstance(token, str) and 32 <= len(token) <= 128:
+        owner = uow.connection.execute(
+            select(table.c.terminal_id).where(table.c.token_hash == crypto.hash_token(token))
+        ).first()
+    if owner is None or owner.terminal_id != terminal_id:
+        raise AuthenticationFailed(
+            _("Your session has expired or ended; please log in again"),
+            code="customer_session_expired",
+        )
+    return check_token(uow, token, level=level)
+
+
+def end_terminal_sessions(uow: UnitOfWork, terminal_id: str, *, except_token: str) -> None:
+    """End the terminal's other customer sessions: a new login at a kiosk ends the
+    previous customer's (PROTOCOL.md: a terminal holds at most one token)."""
+    c = session_table.c
+    uow.connection.execute(
+        update(session_table)
+        .where(
+            c.terminal_id == terminal_id,
+            c.ended_at.is_(None),
+            c.token_hash != crypto.hash_token(except_token),
+        )
+        .values(ended_at=utcnow())
+    )
+
+
+def own_billing_account(
+    uow: UnitOfWork, auth: CustomerAuth, account_id: str
+) -> BillingAccountView | None:
+    """A billing account of the authenticated customer (``auth`` from ``check_token``),
+    for the customer's own channels, which hold no staff permission; ``None`` when the
+    account is not theirs."""
+    account = uow.session.scalars(
+        select(BillingAccount).where(
+            BillingAccount.id == account_id, BillingAccount.customer_id == auth.customer_id
+        )
+    ).first()
+    return None if account is None else _account_view(account)
+
+
+def masked_customer_names(conn: Connection, customer_ids: Sequence[str]) -> dict[str, str]:
+    """Display names (individuals masked, ``张*``; organisations in full) by customer id.
+
+    Core, no actor: for the kiosk's MSISDN_CHECK, which must show whose number is about to
+    be paid (the terminal is authenticated, the name masked). Unknown ids are absent."""
+    c = customer_table.c
+    found: dict[str, str] = {}
+    wanted = sorted(set(customer_ids))
+    for start in range(0, len(wanted), _CHUNK):
+        rows = conn.execute(
+            select(c.id, c.name, c.category).where(c.id.in_(wanted[start : start + _CHUNK]))
+        )
+        for row in rows:
+            found[row.id] = _display_name(row)
+    return found
