@@ -518,6 +518,17 @@ _terminal_status_command(
 )
 
 
+def _mount_fleet_commands() -> None:
+    """The fleet's staff commands (alarms, commands, config, cash, availability) live
+    beside the registry's under ``teleserve terminal``."""
+    from teleserve.terminals import cli_fleet
+
+    terminal_app.registered_commands.extend(cli_fleet.app.registered_commands)
+
+
+_mount_fleet_commands()
+
+
 @terminal_app.command("list")
 def terminal_list(
     site: Annotated[str | None, typer.Option(help="Only this site or hall (org code).")] = None,

@@ -20,6 +20,7 @@ MODEL_MODULES = (
     "teleserve.payments.models",
     "teleserve.notify.models",
     "teleserve.terminals.models",
+    "teleserve.terminals.fleet_models",
 )
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import date
 from collections.abc import Callable, Iterator
+from datetime import date
 from typing import Any
 
 import pytest
@@ -207,7 +207,11 @@ def test_card_payment_keeps_only_the_acquirer_references(kiosk: Kiosk, engine: E
     err, body = kiosk.ask(6, 2002, card())
     assert err == "00000" and body["status"] == "completed" and body["balance_after"] == 5000
     [row] = payment_rows(engine)
-    assert (row.channel, row.card_auth_code, row.card_rrn) == ("kiosk_card", "A1B2C3", "123456789012")
+    assert (row.channel, row.card_auth_code, row.card_rrn) == (
+        "kiosk_card",
+        "A1B2C3",
+        "123456789012",
+    )
     assert row.external_ref == "M001:000001:000123"
     assert "622848" not in json.dumps([str(v) for v in row])  # no card number part kept
 

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     # non-money serial records are kept (money records are kept for good).
     terminal_key_grace_hours: float = Field(default=24.0, ge=0)
     terminal_serial_retention_days: int = Field(default=30, ge=30)
+    # An unacknowledged alarm goes up one level each time this passes (at most 3 times).
+    terminal_alarm_escalation_minutes: float = Field(default=15, gt=0)
 
     # TSP/1 gateway (PROTOCOL.md, docs/gateway.md). Without a certificate both channels
     # speak plaintext and admit loopback peers only, unless ``gateway_plaintext_lab``

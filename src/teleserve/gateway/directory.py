@@ -54,6 +54,15 @@ class TerminalDirectory:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, TerminalEntry | None]] = {}
 
+    def cached(self, terminal_id: str) -> tuple[bool, TerminalEntry | None]:
+        """(True, entry) when a fresh entry is cached — no database, safe on the event
+        loop; (False, None) when ``get`` must read."""
+        with self._lock:
+            hit = self._cache.get(terminal_id)
+        if hit is not None and time.monotonic() - hit[0] < self._ttl:
+            return True, hit[1]
+        return False, None
+
     def get(self, terminal_id: str) -> TerminalEntry | None:
         now = time.monotonic()
         with self._lock:

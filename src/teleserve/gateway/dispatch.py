@@ -62,7 +62,7 @@ from teleserve.gateway.money import Answer, MoneyWriter
 from teleserve.gateway.multiframe import answer_frames
 from teleserve.gateway.reply import answer, signed_frame
 from teleserve.gateway.sessions import SESSION_LIFETIME_MS, Holder, SessionTable
-from teleserve.terminals import serials
+from teleserve.terminals import alarms, serials
 from teleserve.terminals.models import RecordKind
 
 log = get_logger("teleserve.gateway")
@@ -88,6 +88,18 @@ class Result:
 # A handler runs in a worker thread inside the request's unit of work (and savepoint);
 # it never commits: the dispatcher does, once the answer's serial record is in.
 Handler = Callable[[UnitOfWork, Accepted], Result]
+
+
+def read_only(handler: Handler) -> Handler:
+    """Mark a handler that never writes: it runs in a read-only unit of work, which on
+    SQLite begins with a plain BEGIN and so never queues for the writer's lock behind
+    the money writer's batches."""
+    handler.read_only = True  # type: ignore[attr-defined]
+    return handler
+
+
+def _is_read_only(handler: Handler) -> bool:
+    return bool(getattr(handler, "read_only", False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +157,8 @@ class Dispatcher:
         # lock the terminal: anyone can send a bad MAC).
         self._mac_failures = Throttle("memory://")
         self._mac_rate = Rate(settings.gateway_mac_failures_per_minute, 60)
+        self._mac_alarmed: dict[str, float] = {}  # address -> when its last alarm went up
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- admission -----------------------------------------------------------------
     def address_blocked(self, host: str) -> bool:
@@ -153,14 +167,40 @@ class Dispatcher:
         return not self._mac_failures.test(f"mac:{host}", self._mac_rate)
 
     def _count_mac_failure(self, host: str, terminal_id: str | None) -> None:
-        if not self._mac_failures.hit(f"mac:{host}", self._mac_rate):
-            # The alarms domain arrives with the fleet slice; until then the log is the
-            # alarm staff see.
-            log.warning(
-                "gateway.mac_failures_throttled",
-                peer=host,
-                terminal_id=terminal_id,
+        key = f"mac:{host}"
+        if self._mac_failures.hit(key, self._mac_rate) and self._mac_failures.test(
+            key, self._mac_rate
+        ):
+            return  # still under the limit
+        # This failure used up the address's allowance: from now on it is dropped.
+        log.warning("gateway.mac_failures_throttled", peer=host, terminal_id=terminal_id)
+        # One alarm per address per minute at most: a flood must not become a flood of
+        # writes. It names the terminal the frames claimed to come from (kept as given
+        # when unknown, visible operator-wide).
+        now = time.monotonic()
+        if terminal_id and now - self._mac_alarmed.get(host, -60.0) >= 60.0:
+            self._mac_alarmed[host] = now
+            self._spawn_alarm(
+                terminal_id,
+                "mac_failures",
+                "major",
+                f"too many MAC failures from {host}: its frames are dropped for a while",
             )
+
+    def _spawn_alarm(self, terminal_id: str, code: str, severity: str, message: str) -> None:
+        """Raise a gateway alarm in a worker thread, without waiting for it."""
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(self._raise_alarm, terminal_id, code, severity, message)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _raise_alarm(self, terminal_id: str, code: str, severity: str, message: str) -> None:
+        try:
+            with self.engine.begin() as conn:
+                alarms.raise_alarm(conn, terminal_id, code, severity, "gateway", message, utcnow())
+        except Exception:  # the request goes on; the log keeps what the alarm would say
+            log.exception("gateway.alarm_failed", terminal_id=terminal_id, alarm_code=code)
 
     # -- the checks ----------------------------------------------------------------
     async def _check(
@@ -168,7 +208,11 @@ class Dispatcher:
     ) -> tuple[Accepted | Refusal | CloseSilently, TerminalEntry | None, int]:
         entry: TerminalEntry | None = None
         if isinstance(item, Frame):
-            entry = await asyncio.to_thread(self.directory.get, item.header.terminal_id)
+            terminal_id = item.header.terminal_id
+            # A cached terminal costs no thread hop; a miss reads the registry in a thread.
+            hit, entry = self.directory.cached(terminal_id)
+            if not hit:
+                entry = await asyncio.to_thread(self.directory.get, terminal_id)
         found = entry
 
         def lookup(terminal_id: str) -> Any:
@@ -227,13 +271,19 @@ class Dispatcher:
         server_nonce = new_server_nonce()
         recorded = await asyncio.to_thread(self.directory.last_serial, h.terminal_id)
         if accepted.body["last_serial"] < recorded:
-            # The terminal lost its counter (PROTOCOL.md asks for an alarm; the alarms
-            # domain comes with the fleet slice, so this is logged).
+            # The terminal lost its counter (PROTOCOL.md: the server raises an alarm).
             log.warning(
                 "gateway.terminal_counter_behind",
                 terminal_id=h.terminal_id,
                 terminal_last_serial=accepted.body["last_serial"],
                 server_last_serial=recorded,
+            )
+            self._spawn_alarm(
+                h.terminal_id,
+                "counter_behind",
+                "major",
+                f"the terminal signed on with last_serial {accepted.body['last_serial']}, "
+                f"below the server's {recorded}: it lost its serial counter",
             )
         session = SessionView(
             terminal_id=h.terminal_id,
@@ -325,13 +375,15 @@ class Dispatcher:
         """Blocking: one unit of work for one request (worker thread)."""
         h = accepted.frame.header
         actor = Actor(ActorKind.terminal, h.terminal_id, entry.org_path, frozenset(), h.terminal_id)
+        readonly = not recorded and _is_read_only(handler)
         try:
-            with UnitOfWork(self.engine, actor) as uow:
+            with UnitOfWork(self.engine, actor, readonly=readonly) as uow:
                 if recorded:
                     frames = self._recorded(uow, accepted, handler)
                 else:
                     frames = self._unrecorded(uow, accepted, handler)
-                uow.commit()
+                if not readonly:
+                    uow.commit()
                 return frames
         except TspError as exc:  # a protocol or server error a handler raised: nothing kept
             return [accepted.refuse(exc.code, exc.details).reply(now_ms())]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from teleserve.core.db import execute_many
@@ -149,15 +149,53 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield values[start : start + _CHUNK]
 
 
+# SQLite (3.40) answers ``(terminal_id, serial) IN ((?, ?), ...)`` with a scan of the whole
+# table; an OR of key equalities is a "MULTI-INDEX OR" of primary-key probes. Statements
+# are built once per size (a batch is padded to the next size by repeating its last key),
+# so SQLAlchemy compiles a handful of them, not one per batch length.
+_PROBE_SIZES = (1, 4, 16, 64)
+_PROBES: dict[int, Any] = {}
+
+
+def _probe(size: int) -> Any:
+    statement = _PROBES.get(size)
+    if statement is None:
+        t = serial_table
+        statement = select(*_COLUMNS).where(
+            or_(
+                *(
+                    and_(t.c.terminal_id == bindparam(f"t{n}"), t.c.serial == bindparam(f"s{n}"))
+                    for n in range(size)
+                )
+            )
+        )
+        _PROBES[size] = statement
+    return statement
+
+
 def get_records(
     conn: Connection, keys: Iterable[tuple[str, int]]
 ) -> dict[tuple[str, int], SerialRecord]:
     """The stored records among ``keys`` (absent keys are left out)."""
     wanted = sorted(set(keys))
     found: dict[tuple[str, int], SerialRecord] = {}
+    if conn.dialect.name == "sqlite":
+        largest = _PROBE_SIZES[-1]
+        for start in range(0, len(wanted), largest):
+            part = wanted[start : start + largest]
+            size = next(size for size in _PROBE_SIZES if size >= len(part))
+            padded = part + [part[-1]] * (size - len(part))
+            params: dict[str, Any] = {}
+            for n, (terminal_id, serial) in enumerate(padded):
+                params[f"t{n}"] = terminal_id
+                params[f"s{n}"] = serial
+            for row in conn.execute(_probe(size), params):
+                record = _record(row)
+                found[record.key] = record
+        return found
     key_columns = tuple_(serial_table.c.terminal_id, serial_table.c.serial)
-    for part in _chunks(wanted):
-        query = select(*_COLUMNS).where(key_columns.in_(list(part)))
+    for chunk in _chunks(wanted):
+        query = select(*_COLUMNS).where(key_columns.in_(list(chunk)))
         for row in conn.execute(query):
             record = _record(row)
             found[record.key] = record

@@ -18,7 +18,7 @@ from teleserve.core.uow import UnitOfWork
 from teleserve.gateway import errors
 from teleserve.gateway.catalog import CARD_PAYMENT, CASH_PAYMENT, REVERSAL
 from teleserve.gateway.checks import Accepted
-from teleserve.gateway.dispatch import Handler, Result
+from teleserve.gateway.dispatch import Handler, Result, read_only
 from teleserve.gateway.errors import TspError
 from teleserve.gateway.money_state import tsp_state
 from teleserve.gateway.receipts import ReceiptFacts, SiteNames, receipt_lines
@@ -81,6 +81,8 @@ def payment_terminal(accepted: Accepted) -> str:
 class ReceiptHandler:
     """2010: the receipt again, with the payment's status now and a REPRINT line.
     Site names are cached per engine (one gateway process has one)."""
+
+    read_only = True  # dispatch.read_only
 
     def __init__(self) -> None:
         self._sites: dict[int, SiteNames] = {}
@@ -160,5 +162,5 @@ def reversal(uow: UnitOfWork, accepted: Accepted) -> Result:
 HANDLERS: dict[int, Handler] = {
     2009: reversal,
     2010: ReceiptHandler(),
-    2012: txn_status,
+    2012: read_only(txn_status),
 }
