@@ -301,8 +301,10 @@ def pg_raw(conninfo: str, rows_per_commit: int, seconds: float) -> Measured:
         return timed(seconds, step)
 
 
-def pgbench(admin_conninfo: str, url_parts: dict[str, str], database: str) -> tuple[Measured, str]:
-    """pgbench -i -s 10, then -c 32 -j 2 -T 15, in a scratch database; (tps, command)."""
+def pgbench(
+    admin_conninfo: str, url_parts: dict[str, str], database: str, seconds: int = 15
+) -> tuple[Measured, str]:
+    """pgbench -i -s 10, then -c 32 -j 2 -T ``seconds``, in a scratch database; (tps, command)."""
     executable = shutil.which("pgbench")
     if executable is None:
         raise RuntimeError("pgbench is not on PATH")
@@ -321,7 +323,7 @@ def pgbench(admin_conninfo: str, url_parts: dict[str, str], database: str) -> tu
             capture_output=True,
             text=True,
         )
-        run = [executable, "-c", "32", "-j", "2", "-T", "15", *common, database]
+        run = [executable, "-c", "32", "-j", "2", "-T", str(seconds), *common, database]
         result = subprocess.run(run, check=True, env=env, capture_output=True, text=True)
     finally:
         with psycopg.connect(admin_conninfo, autocommit=True) as admin:
@@ -329,7 +331,7 @@ def pgbench(admin_conninfo: str, url_parts: dict[str, str], database: str) -> tu
     match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", result.stdout)
     if match is None:
         raise RuntimeError(f"cannot read pgbench output:\n{result.stdout}")
-    return Measured(float(match.group(1))), "pgbench -c 32 -j 2 -T 15 (scale 10)"
+    return Measured(float(match.group(1))), f"pgbench -c 32 -j 2 -T {seconds} (scale 10)"
 
 
 # -- databases -------------------------------------------------------------------------
