@@ -529,6 +529,16 @@ def _mount_fleet_commands() -> None:
 _mount_fleet_commands()
 
 
+def _mount_kiosk_command() -> None:
+    """``teleserve kiosk``: the kiosk agent, a separate program in the same package."""
+    from teleserve.kiosk import cli as kiosk_cli
+
+    app.command("kiosk")(kiosk_cli.kiosk)
+
+
+_mount_kiosk_command()
+
+
 @terminal_app.command("list")
 def terminal_list(
     site: Annotated[str | None, typer.Option(help="Only this site or hall (org code).")] = None,

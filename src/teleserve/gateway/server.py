@@ -166,7 +166,10 @@ class Gateway:
                     if remaining <= 0:
                         break  # idle: silent for 3 × keepalive_s
                     try:
-                        data = await asyncio.wait_for(reader.read(READ_SIZE), remaining)
+                        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow
+                        # the cancellation that stops the server.
+                        async with asyncio.timeout(remaining):
+                            data = await reader.read(READ_SIZE)
                     except TimeoutError:
                         break
                     if not data:
@@ -200,7 +203,8 @@ class Gateway:
                 if remaining <= 0:
                     return
                 try:
-                    data = await asyncio.wait_for(reader.read(READ_SIZE), remaining)
+                    async with asyncio.timeout(remaining):
+                        data = await reader.read(READ_SIZE)
                 except TimeoutError:
                     return
                 if not data:
@@ -232,7 +236,8 @@ async def _send(writer: asyncio.StreamWriter, reply: Reply) -> bool:
 async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(writer.wait_closed(), 5)
+        async with asyncio.timeout(5):
+            await writer.wait_closed()
 
 
 class GatewayThread:
