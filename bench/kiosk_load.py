@@ -148,8 +148,11 @@ def _prepare(
 
 @contextlib.contextmanager
 def _server(
-    url: str, folder: Path, port: int, management_port: int
-) -> Iterator[subprocess.Popen[bytes]]:
+    url: str, folder: Path, port: int, management_port: int, count: int = 1
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The server as deployed. SQLite: one process (the CLI refuses a split) — HTTP,
+    gateway and the outbox worker together. PostgreSQL: ``count`` gateway-only processes
+    sharing the ports (SO_REUSEPORT)."""
     teleserve = Path(sys.executable).with_name("teleserve")
     env = {
         **os.environ,
@@ -163,49 +166,76 @@ def _server(
         # Every terminal is read once and then served from the cache.
         "TELESERVE_GATEWAY_TERMINAL_CACHE_S": "3600",
     }
-    # SQLite is served by one process (the CLI refuses a split): HTTP, gateway and the
-    # outbox worker together, as deployed. PostgreSQL: a gateway-only process.
     sqlite = url.startswith("sqlite")
+    if sqlite and count != 1:
+        raise SystemExit("SQLite runs as one process: --gateways 1")
+    if count > 1:
+        env["TELESERVE_GATEWAY_REUSE_PORT"] = "1"
     role = ["--role", "all", "--port", str(_free_port())] if sqlite else ["--role", "gateway"]
-    log = (folder / "server.log").open("wb")
-    process = subprocess.Popen(
-        [str(teleserve), "serve", *role],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder, preexec_fn=_raise_fd_limit,
-    )  # fmt: skip
+    processes: list[subprocess.Popen[bytes]] = []
+    logs = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit("the server exited:\n" + (folder / "server.log").read_text())
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit("the gateway did not listen within 60 s")
-            time.sleep(0.2)
+        for n in range(count):
+            log = (folder / f"server-{n}.log").open("wb")
+            logs.append(log)
+            processes.append(
+                subprocess.Popen(
+                    [str(teleserve), "serve", *role],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=folder,
+                    preexec_fn=_raise_fd_limit,
+                )
+            )
+            deadline = time.monotonic() + 60
+            while True:
+                if processes[-1].poll() is not None:
+                    raise SystemExit(
+                        "a server exited:\n" + (folder / f"server-{n}.log").read_text()
+                    )
+                # The newest process is up once the port answers (the first one did
+                # already; a short pause lets the newest one bind).
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                    if n == 0:
+                        break
+                    time.sleep(2)
+                    break
+                if time.monotonic() > deadline:
+                    raise SystemExit("the gateway did not listen within 60 s")
+                time.sleep(0.2)
         if sqlite:
             _wait_for_outbox_drained(url)  # the seed's events, before measuring
-        yield process
+        yield processes
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for log in logs:
+            log.close()
 
 
-def _proc_status(pid: int, field_name: str) -> int:
-    """A ``kB`` figure of /proc/PID/status, in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
+def _proc_status(pids: list[int], field_name: str) -> int:
+    """A ``kB`` figure of /proc/PID/status summed over the server processes, in bytes."""
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                total += int(line.split()[1]) * 1024
+    return total
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _own_cpu() -> float:
@@ -371,7 +401,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _load(
-    args: argparse.Namespace, keys: dict[str, bytes], numbers: list[str], port: int, pid: int
+    args: argparse.Namespace, keys: dict[str, bytes], numbers: list[str], port: int, pids: list[int]
 ) -> dict[str, Any]:
     fleet = await _connect_all(keys, numbers, port, args.seed)
     stats = Stats()
@@ -380,7 +410,7 @@ async def _load(
         fleet, args.rate, min(3.0, args.seconds / 3), args.query_share, stats, args.seed + 1
     )
     stats.measuring = True
-    cpu_server = _cpu_seconds(pid)
+    cpu_server = _cpu_seconds(pids)
     cpu_own = _own_cpu()
     wall = await _offer(fleet, args.rate, args.seconds, args.query_share, stats, args.seed + 2)
     result = {
@@ -393,10 +423,10 @@ async def _load(
         "query_p99_ms": _percentile(stats.queries, 0.99),
         "errors": stats.errors,
         "held": stats.held,
-        "server_cpu_s": _cpu_seconds(pid) - cpu_server,
+        "server_cpu_s": _cpu_seconds(pids) - cpu_server,
         "loadgen_cpu_s": _own_cpu() - cpu_own,
-        "server_rss_mib": _proc_status(pid, "VmRSS") / 2**20,
-        "server_peak_rss_mib": _proc_status(pid, "VmHWM") / 2**20,
+        "server_rss_mib": _proc_status(pids, "VmRSS") / 2**20,
+        "server_peak_rss_mib": _proc_status(pids, "VmHWM") / 2**20,
     }
     for terminal in fleet:
         terminal.writer.close()
@@ -404,9 +434,9 @@ async def _load(
 
 
 async def _idle(
-    args: argparse.Namespace, keys: dict[str, bytes], port: int, pid: int
+    args: argparse.Namespace, keys: dict[str, bytes], port: int, pids: list[int]
 ) -> dict[str, Any]:
-    before = _proc_status(pid, "VmRSS")
+    before = _proc_status(pids, "VmRSS")
     started = time.monotonic()
     fleet = await _connect_all(keys, [], port, args.seed)
     connected = time.monotonic() - started
@@ -417,8 +447,8 @@ async def _idle(
         "connected": len(fleet),
         "sign_on_s": connected,
         "server_rss_before_mib": before / 2**20,
-        "server_rss_mib": _proc_status(pid, "VmRSS") / 2**20,
-        "server_peak_rss_mib": _proc_status(pid, "VmHWM") / 2**20,
+        "server_rss_mib": _proc_status(pids, "VmRSS") / 2**20,
+        "server_peak_rss_mib": _proc_status(pids, "VmHWM") / 2**20,
     }
     for terminal in fleet:
         terminal.writer.close()
@@ -461,13 +491,15 @@ def run(args: argparse.Namespace, url: str, folder: Path, pg: tuple[str, str] | 
     )
     keys, numbers = _prepare(url, folder, args.customers, count)
     port, management = _free_port(), _free_port()
-    with _server(url, folder, port, management) as server:
+    with _server(url, folder, port, management, args.gateways) as servers:
+        pids = [server.pid for server in servers]
         if args.idle:
-            result = asyncio.run(_idle(args, keys, port, server.pid))
+            result = asyncio.run(_idle(args, keys, port, pids))
         else:
-            result = asyncio.run(_load(args, keys, numbers, port, server.pid))
+            result = asyncio.run(_load(args, keys, numbers, port, pids))
     limits = _limits(args, folder, pg)
-    table = Table(title=f"TSP/1 gateway, {args.db}, {os.cpu_count()} CPUs")
+    processes = f"{args.gateways} gateway processes" if args.gateways > 1 else "one process"
+    table = Table(title=f"TSP/1 gateway, {args.db}, {processes}, {os.cpu_count()} CPUs")
     table.add_column("figure")
     table.add_column("value", justify="right")
     if args.idle:
@@ -517,6 +549,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument(
         "--idle", type=int, default=0, help="connect this many idle terminals instead"
+    )
+    parser.add_argument(
+        "--gateways", type=int, default=1, help="gateway processes (PostgreSQL only)"
     )
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     parser.add_argument("--seed", type=int, default=7)

@@ -41,3 +41,11 @@ def test_locale_negotiation(header, locale):
 
 def test_translate_formats_params():
     assert translate("Not an amount: {value}", "en", value="x") == "Not an amount: x"
+
+
+def test_reuse_port_is_refused_on_sqlite(tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", gateway_reuse_port=True)
+    with pytest.raises(RuntimeError, match="REUSE_PORT"):
+        settings.check()
+    pg = Settings(database_url="postgresql+psycopg://u@h/db", gateway_reuse_port=True, mode="demo")
+    pg.check()  # several gateway processes on PostgreSQL: allowed

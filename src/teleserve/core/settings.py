@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # payments per transaction; writer threads (SQLite always uses one: one writer).
     gateway_money_batch: int = Field(default=256, ge=1, le=5000)
     gateway_money_writers: int = Field(default=4, ge=1, le=64)
+    # Let several ``serve --role gateway`` processes listen on the same ports (PostgreSQL
+    # only; each process keeps its own sessions: docs/gateway.md, "Still to come").
+    gateway_reuse_port: bool = False
 
     # Kiosk payment limits (PROTOCOL.md): accepted note values in fen and the largest
     # payment; a payment outside them is recorded held, never refused.
@@ -167,7 +170,13 @@ class Settings(BaseSettings):
         return [name for name, value in defaults.items() if getattr(self, name) == value]
 
     def check(self) -> None:
-        """Refuse to run production with development secrets."""
+        """Refuse to run production with development secrets, or settings that cannot
+        work together."""
+        if self.gateway_reuse_port and self.is_sqlite:
+            raise RuntimeError(
+                "TELESERVE_GATEWAY_REUSE_PORT is for several gateway processes on "
+                "PostgreSQL; SQLite runs as one process"
+            )
         if self.mode is Mode.production:
             weak = self.insecure_defaults()
             if weak:

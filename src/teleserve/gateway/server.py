@@ -96,11 +96,18 @@ class Gateway:
 
     async def start(self) -> Bound:
         s = self.settings
+        # Several gateway processes may share the ports (PostgreSQL scale-out): the
+        # kernel spreads new connections over them (SO_REUSEPORT).
+        reuse = s.gateway_reuse_port or None
         business = await asyncio.start_server(
-            self._business, s.gateway_host, s.gateway_business_port, ssl=self.tls
+            self._business, s.gateway_host, s.gateway_business_port, ssl=self.tls, reuse_port=reuse
         )
         management = await asyncio.start_server(
-            self._management, s.gateway_host, s.gateway_management_port, ssl=self.tls
+            self._management,
+            s.gateway_host,
+            s.gateway_management_port,
+            ssl=self.tls,
+            reuse_port=reuse,
         )
         self._servers = [business, management]
         bound = Bound(
