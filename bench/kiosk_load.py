@@ -165,6 +165,8 @@ def _server(
         "TELESERVE_GATEWAY_MANAGEMENT_PORT": str(management_port),
         # Every terminal is read once and then served from the cache.
         "TELESERVE_GATEWAY_TERMINAL_CACHE_S": "3600",
+        # Thousands of terminals connect from this one loopback address.
+        "TELESERVE_GATEWAY_CONNECTIONS_PER_ADDRESS_PER_MINUTE": "0",
     }
     sqlite = url.startswith("sqlite")
     if sqlite and count != 1:

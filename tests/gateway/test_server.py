@@ -498,3 +498,40 @@ def test_plaintext_port_refuses_a_tls_hello_without_crashing(gw: GatewayThread):
     with socket.create_connection(("127.0.0.1", gw.bound.business_port), timeout=5) as s:  # type: ignore[attr-defined]
         s.sendall(b"\x16\x03\x01\x02\x00" + b"\x00" * 600)  # a TLS ClientHello's first bytes
         assert s.recv(10) == b""  # the "length" 0x16030102 is out of range: closed
+
+
+# -- throttles ---------------------------------------------------------------------------
+
+
+def test_a_terminal_asking_too_often_gets_20012_but_paying_is_never_throttled(
+    start: Callable[..., GatewayThread], kiosk: str
+):
+    def summary(uow: UnitOfWork, accepted: Accepted) -> Result:
+        return Result({"ok": True})
+
+    gw = start(handlers={1010: summary, 2012: summary}, gateway_requests_per_terminal_per_minute=2)
+    with business(gw) as c:
+        sid, key = sign_on(c)
+        answers = [
+            c.ask(build(TERMINAL, n, 1010, {"customer_token": TOKEN}, key=key, session_id=sid))
+            for n in (2, 3, 4)
+        ]
+        assert [a.header.err_number for a in answers] == ["00000", "00000", "20012"]
+        assert body_of(answers[2])["error"]["details"]["retry_after_s"] >= 1
+        for n in range(5, 10):  # TXN_STATUS belongs to paying: never turned away
+            status = c.ask(
+                build(TERMINAL, n, 2012, {"original_serial": 1}, key=key, session_id=sid)
+            )
+            assert status.header.err_number == "00000"
+
+
+def test_too_many_connections_from_one_address_are_closed_unanswered(
+    start: Callable[..., GatewayThread], kiosk: str
+):
+    gw = start(gateway_connections_per_address_per_minute=3)
+    for _ in range(3):
+        with business(gw) as c:
+            sign_on(c)
+    with business(gw) as c:
+        c.send(build(TERMINAL, 9, 1, SIGN_ON_BODY, key=MASTER_KEY))
+        assert c.frame() is None  # closed without a word

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     gateway_tls_client_ca: Path | None = None  # set: mutual TLS (client certificates)
     gateway_plaintext_lab: bool = False
     gateway_mac_failures_per_minute: int = Field(default=20, ge=1)
+    # New connections per address per minute (0: no limit; a NAT may hide many kiosks),
+    # and per terminal the requests per minute that are not part of paying (customer
+    # queries, management; 0: no limit). docs/gateway.md, "Throttles".
+    gateway_connections_per_address_per_minute: int = Field(default=600, ge=0)
+    gateway_requests_per_terminal_per_minute: int = Field(default=300, ge=0)
     # The money path's group commit (docs/gateway.md "Money requests"): at most this many
     # payments per transaction; writer threads (SQLite always uses one: one writer).
     gateway_money_batch: int = Field(default=256, ge=1, le=5000)

@@ -72,6 +72,8 @@ IN_PROGRESS_WAIT_S = 10.0
 SIGN_ON_ONLY = frozenset({SIGN_ON, SIGN_OFF, KEEPALIVE})
 # Served by the money writer's group commit (gateway.money), not by a plain handler.
 _WRITER_SERVED = frozenset({CASH_PAYMENT, CARD_PAYMENT})
+# Paying and what follows it: never throttled per terminal.
+_PAYING = frozenset({CASH_PAYMENT, CARD_PAYMENT, REVERSAL, 2010, 2012})
 
 Item = Frame | Malformed | BadLength | Truncated
 
@@ -161,13 +163,42 @@ class Dispatcher:
         self._mac_failures = Throttle("memory://")
         self._mac_rate = Rate(settings.gateway_mac_failures_per_minute, 60)
         self._mac_alarmed: dict[str, float] = {}  # address -> when its last alarm went up
+        # Connections per address, requests per terminal (docs/gateway.md "Throttles").
+        self._limits = Throttle("memory://")
+        self._connection_rate = Rate(
+            max(settings.gateway_connections_per_address_per_minute, 1), 60
+        )
+        self._terminal_rate = Rate(max(settings.gateway_requests_per_terminal_per_minute, 1), 60)
         self._background: set[asyncio.Task[None]] = set()
 
     # -- admission -----------------------------------------------------------------
     def address_blocked(self, host: str) -> bool:
-        """Too many MAC failures from ``host`` in the last minute: its connections are
-        closed unanswered until the window moves on."""
-        return not self._mac_failures.test(f"mac:{host}", self._mac_rate)
+        """Too many MAC failures from ``host`` in the last minute, or too many new
+        connections: its connections are closed unanswered until the window moves on.
+        Counts the connection being admitted."""
+        if not self._mac_failures.test(f"mac:{host}", self._mac_rate):
+            return True
+        if self.settings.gateway_connections_per_address_per_minute == 0:
+            return False
+        if self._limits.hit(f"conn:{host}", self._connection_rate):
+            return False
+        log.warning("gateway.connections_throttled", peer=host)
+        return True
+
+    def _terminal_throttled(self, accepted: Accepted) -> Refusal | None:
+        """``20012`` with ``retry_after_s`` for a terminal asking too often. Only requests
+        that are not recorded and not part of paying: a payment, its reversal, receipt
+        or status is never turned away, and a recorded (state-changing) request must not
+        get a recorded refusal for what is only a passing rate."""
+        if self.settings.gateway_requests_per_terminal_per_minute == 0:
+            return None
+        if accepted.serv_type.state_changing or accepted.serv_type.code in _PAYING:
+            return None
+        key = f"term:{accepted.frame.header.terminal_id}"
+        if self._limits.hit(key, self._terminal_rate):
+            return None
+        wait = self._limits.retry_after(key, self._terminal_rate)
+        return accepted.refuse(errors.TOO_MANY_REQUESTS, {"retry_after_s": wait})
 
     def _count_mac_failure(self, host: str, terminal_id: str | None) -> None:
         key = f"mac:{host}"
@@ -405,7 +436,7 @@ class Dispatcher:
         return check_in_service(accepted) or check_fields(accepted) or self._sim_refused(accepted)
 
     def _unrecorded(self, uow: UnitOfWork, accepted: Accepted, handler: Handler) -> list[bytes]:
-        refusal = self._pre_checks(accepted)
+        refusal = self._pre_checks(accepted) or self._terminal_throttled(accepted)
         if refusal is not None:
             return [refusal.reply(now_ms())]
         result = _handle(handler, uow, accepted)
