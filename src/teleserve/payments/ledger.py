@@ -60,6 +60,7 @@ from teleserve.payments.models import (
     AccountStatus,
     NormalSide,
     PaymentStatus,
+    TransferKind,
     TransferStatus,
     account_table,
     entry_table,
@@ -652,15 +653,34 @@ def _check_balance_rows(conn: Connection) -> list[str]:
     ]
 
 
+def _refunds() -> Any:
+    """The cash desk that paid back each refunded payment (its posted ``refund``
+    transfer), as a subquery keyed by payment."""
+    t = transfer_table
+    return (
+        select(t.c.payment_id, t.c.credit_account_id.label("desk"))
+        .where(t.c.kind == TransferKind.refund.value, t.c.status == TransferStatus.posted.value)
+        .subquery()
+    )
+
+
 def _check_payments(conn: Connection) -> list[str]:
     """Each payment's money left its source account once and sits where its status says:
-    on its customer account (completed), in suspense (held), nowhere yet (pending), or
-    back at the source (reversed: posted, then compensated)."""
+    on its customer account (completed), in suspense (held), nowhere yet (pending), back
+    at the source (reversed: posted, then compensated), or — reversed by a refund of held
+    money — paid out of the cash desk that refunded it (the source keeps what came in;
+    a desk that refunds into itself nets both to zero)."""
     e, t, p = entry_table, transfer_table, payment_table
-    legs = e.join(t, t.c.id == e.c.transfer_id).join(p, p.c.id == t.c.payment_id)
+    inner_refund, outer_refund = _refunds(), _refunds()
+    legs = (
+        e.join(t, t.c.id == e.c.transfer_id)
+        .join(p, p.c.id == t.c.payment_id)
+        .outerjoin(inner_refund, inner_refund.c.payment_id == p.c.id)
+    )
     location = case(
         (p.c.status == PaymentStatus.completed.value, p.c.ledger_account_id),
         (p.c.status == PaymentStatus.held.value, account_id_for(SUSPENSE)),
+        (p.c.status == PaymentStatus.reversed.value, inner_refund.c.desk),
         else_=None,
     )
     # One pass over the entries, grouped by payment (an entry is found through its
@@ -678,7 +698,10 @@ def _check_payments(conn: Connection) -> list[str]:
         .group_by(t.c.payment_id)
         .subquery()
     )
-    moved = p.c.status.in_([PaymentStatus.completed.value, PaymentStatus.held.value])
+    refunded = (p.c.status == PaymentStatus.reversed.value) & (
+        outer_refund.c.desk.is_not(None) & (outer_refund.c.desk != p.c.source_account_id)
+    )
+    moved = p.c.status.in_([PaymentStatus.completed.value, PaymentStatus.held.value]) | refunded
     expected_source = case((moved, p.c.amount), else_=0)
     expected_location = case((moved, -p.c.amount), else_=0)
     source_total = func.coalesce(totals.c.source, 0)
@@ -691,7 +714,11 @@ def _check_payments(conn: Connection) -> list[str]:
             source_total.label("source"),
             location_total.label("location"),
         )
-        .select_from(p.outerjoin(totals, totals.c.payment_id == p.c.id))
+        .select_from(
+            p.outerjoin(totals, totals.c.payment_id == p.c.id).outerjoin(
+                outer_refund, outer_refund.c.payment_id == p.c.id
+            )
+        )
         .where((source_total != expected_source) | (location_total != expected_location))
         .order_by(p.c.receipt_no)
     )

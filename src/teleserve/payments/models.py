@@ -62,6 +62,7 @@ class TransferKind(StrEnum):
     hold = "hold"  # money received → suspense (held 挂账)
     settlement = "settlement"  # suspense → customer account
     reversal = "reversal"  # compensates an earlier posted transfer (冲正)
+    refund = "refund"  # held money paid back in cash: suspense → a hall's cash desk
 
 
 class PaymentStatus(StrEnum):

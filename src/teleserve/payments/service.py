@@ -60,6 +60,7 @@ from teleserve.core.ids import new_id
 from teleserve.core.query import FilterField, ListQuery, fetch_page, parse_datetime, where_clauses
 from teleserve.core.settings import get_settings
 from teleserve.core.uow import UnitOfWork
+from teleserve.iam import service as iam
 from teleserve.payments import ledger
 from teleserve.payments.models import (
     AccountKind,
@@ -97,10 +98,12 @@ __all__ = [
     "get_payment",
     "get_payment_by_key",
     "list_account_payments",
+    "list_held_payments",
     "list_payments",
     "open_customer_account",
     "post_pending",
     "record_payments",
+    "refund_held",
     "reverse_payment",
     "settle_held",
     "system_account_balance",
@@ -1370,3 +1373,152 @@ def daily_totals(uow: UnitOfWork, first: date, last: date) -> list[DailyChannelT
         DailyChannelTotal(day, channel, int(count), int(amount or 0))
         for day, channel, count, amount in uow.connection.execute(query)
     ]
+
+
+# -- held money: the console's list, and refunds at a counter --------------------------
+
+
+def list_held_payments(
+    uow: UnitOfWork,
+    *,
+    reason: str | None = None,
+    terminal_id: str | None = None,
+    first: date | None = None,
+    last: date | None = None,
+    limit: int = 20,
+    offset: int = 0,
+) -> tuple[list[PaymentView], int]:
+    """Held payments (挂账) the actor may see (as ``list_payments``), newest first, and
+    how many match in all: by held reason, receiving terminal and business dates
+    ``first`` to ``last`` inclusive (the partial index ``ix_payment_held``)."""
+    uow.actor.require("payments.read")
+    if not 1 <= limit <= _LIST_MAX:
+        raise ValidationError(
+            _("limit must be between 1 and {maximum}"), code="invalid_limit", maximum=_LIST_MAX
+        )
+    if offset < 0:
+        raise ValidationError(_("offset must be zero or more"), code="invalid_offset")
+    if reason is not None and reason not in {r.value for r in HeldReason}:
+        raise ValidationError(
+            _("Unknown held reason {reason}"), code="invalid_held_reason", reason=str(reason)[:40]
+        )
+    if first is not None and last is not None and first > last:
+        raise ValidationError(_("The first day must not be after the last day"))
+    t = payment_table
+    actor = uow.actor
+    where = [
+        t.c.status == PaymentStatus.held.value,
+        or_(actor.scope(t.c.org_path), actor.scope(t.c.received_org_path)),
+    ]
+    if reason is not None:
+        where.append(t.c.held_reason == reason)
+    if terminal_id is not None:
+        where.append(t.c.terminal_id == terminal_id)
+    if first is not None:
+        where.append(t.c.business_date >= first)
+    if last is not None:
+        where.append(t.c.business_date <= last)
+    conn = uow.connection
+    total = int(conn.scalar(select(func.count()).select_from(t).where(*where)) or 0)
+    rows = conn.execute(
+        select(t)
+        .where(*where)
+        .order_by(t.c.created_at.desc(), t.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).mappings()
+    return [_view(row) for row in rows], total
+
+
+_HALL = "hall"
+
+
+def _refund_hall(uow: UnitOfWork, row: RowMapping) -> tuple[str, str]:
+    """(code, path) of the hall whose cash desk pays a refund: the actor's own unit when
+    it is a hall; for staff above the halls (a city's or the operator's finance), the
+    hall on the path where the money was received, so the customer is paid where they
+    paid. A kiosk at a site outside any hall has no cash desk to name: refused."""
+    try:
+        own = iam.get_org_unit(uow, iam.org_unit_id_at(uow, uow.actor.org_path))
+    except NotFound:  # operator-wide staff: their path "/" is above the root unit
+        own = None
+    if own is not None and own.level == _HALL:
+        return own.code, own.path
+    received = row["received_org_path"]
+    parts = [p for p in received.strip("/").split("/") if p]
+    for depth in range(len(parts), 0, -1):
+        path = "/" + "/".join(parts[:depth]) + "/"
+        if not uow.actor.sees(path):
+            break
+        unit = iam.get_org_unit(uow, iam.org_unit_id_at(uow, path))
+        if unit.level == _HALL:
+            return unit.code, unit.path
+    raise Conflict(
+        _("Payment {receipt_no} was not received at a hall: refund it as a member of a hall"),
+        code="no_cash_desk",
+        receipt_no=row["receipt_no"],
+    )
+
+
+def refund_held(uow: UnitOfWork, payment_id: str, note: str) -> PaymentView:
+    """Mark held money for a cash refund at a counter (挂账退款): the money leaves
+    suspense for the cash desk ``cash_desk:<hall code>`` that pays it out (a ``refund``
+    transfer: suspense is debited, the desk's cash credited), and the payment becomes
+    ``reversed`` with ``note`` as its reversal reason. Only a held payment; a refunded one
+    is not refunded again (``invalid_payment_state``). Needs ``payments.settle`` (held
+    money is settled either way: credited to an account, or paid back)."""
+    uow.actor.require("payments.settle")
+    _require_text("note", note, MAX_REASON)
+    row = _locked_payment(uow, payment_id)
+    if row["status"] != PaymentStatus.held:
+        raise Conflict(
+            _("Payment {receipt_no} is {status}, so it cannot be refunded"),
+            code="invalid_payment_state",
+            receipt_no=row["receipt_no"],
+            status=row["status"],
+        )
+    new_status = _transition(row, "reverse")
+    hall_code, hall_path = _refund_hall(uow, row)
+    desk = f"cash_desk:{hall_code}"
+    conn = uow.connection
+    now = utcnow()
+    day = business_date(now, get_settings().timezone)
+    ledger.ensure_system_accounts(
+        conn, {ledger.SUSPENSE: "/", desk: hall_path}, currency=row["currency"], now=now
+    )
+    refund = ledger.Transfer(
+        new_id(),
+        TransferKind.refund,
+        ledger.account_id_for(ledger.SUSPENSE),
+        ledger.account_id_for(desk),
+        row["amount"],
+        payment_id=row["id"],
+    )
+    ledger.write_transfers(conn, [refund], now=now, day=day, maintained=set())
+    reason = note.strip()
+    _set_payment(uow, row["id"], status=new_status.value, reversed_at=now, reversal_reason=reason)
+    uow.audit(
+        "payment.refunded",
+        "payment",
+        row["id"],
+        {
+            "receipt_no": row["receipt_no"],
+            "amount": row["amount"],
+            "held_reason": row["held_reason"],
+            "cash_desk": desk,
+            "note": reason,
+        },
+    )
+    uow.emit(
+        "payments.refunded",
+        _event(
+            row,
+            status=new_status.value,
+            held_reason=row["held_reason"],
+            cash_desk=desk,
+            org_path=hall_path,
+            reason=reason,
+        ),
+        key=row["billing_account_id"] or row["id"],
+    )
+    return _reread(uow, row["id"])

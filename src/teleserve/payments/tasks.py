@@ -15,4 +15,5 @@ publishes(
     "payments.held",
     "payments.settled",
     "payments.reversed",
+    "payments.refunded",
 )

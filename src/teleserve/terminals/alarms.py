@@ -18,12 +18,12 @@ clearing, escalation. A plain repeat only counts (a persistent fault reported ev
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select, update
+from sqlalchemy import Connection, RowMapping, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from teleserve.core.actor import Actor
@@ -63,6 +63,7 @@ __all__ = [
     "escalate_alarms",
     "get_alarm",
     "list_alarms",
+    "live_alarm_tally",
     "raise_alarm",
 ]
 
@@ -508,3 +509,33 @@ def escalate_alarms(uow: UnitOfWork, *, minutes: float | None = None) -> int:
             ],
         )
     return len(due)
+
+
+def live_alarm_tally(
+    uow: UnitOfWork, terminal_ids: Sequence[str]
+) -> dict[str, tuple[int, str | None]]:
+    """For each of ``terminal_ids`` with live alarms (open or acknowledged) in the
+    actor's subtree: how many, and the worst severity among them. One grouped query
+    per 500 ids."""
+    uow.actor.require("terminals.read")
+    a = alarm_table
+    live = [AlarmStatus.open.value, AlarmStatus.acknowledged.value]
+    tally: dict[str, tuple[int, str | None]] = {}
+    for start in range(0, len(terminal_ids), 500):
+        part = list(terminal_ids[start : start + 500])
+        rows = uow.connection.execute(
+            select(a.c.terminal_id, a.c.severity, func.count())
+            .where(
+                a.c.terminal_id.in_(part),
+                a.c.status.in_(live),
+                uow.actor.scope(a.c.org_path),
+            )
+            .group_by(a.c.terminal_id, a.c.severity)
+        )
+        for terminal_id, severity, count in rows:
+            total, worst = tally.get(terminal_id, (0, None))
+            rank = SEVERITY_RANK.get(Severity(severity), 0)
+            if worst is None or rank > SEVERITY_RANK.get(Severity(worst), 0):
+                worst = severity
+            tally[terminal_id] = (total + int(count), worst)
+    return tally

@@ -36,7 +36,7 @@ from teleserve.terminals.fleet_models import interval_table
 from teleserve.terminals.fleet_schemas import AvailabilityOut
 from teleserve.terminals.models import terminal_table
 
-__all__ = ["availability", "day_bounds", "record_sample", "sample_grace"]
+__all__ = ["availability", "daily_availability", "day_bounds", "record_sample", "sample_grace"]
 
 
 def sample_grace() -> timedelta:
@@ -146,3 +146,65 @@ def availability(
 def _chunks(values: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
     for begin in range(0, len(values), size):
         yield values[begin : begin + size]
+
+
+MAX_DAYS = 92  # a quarter: longer ranges belong to a report, not a page
+
+
+def daily_availability(
+    uow: UnitOfWork,
+    first: date,
+    last: date,
+    *,
+    terminal_id: str | None = None,
+    site: str | None = None,
+) -> list[AvailabilityOut]:
+    """``availability`` for every day ``first`` to ``last`` (inclusive; days not begun
+    yet are left out), by day then terminal id, from one read of the intervals per 500
+    terminals rather than one per day."""
+    uow.actor.require("terminals.read")
+    if first > last or (last - first).days >= MAX_DAYS:
+        raise ValidationError(
+            _("A range of days runs forwards and spans at most {maximum} days"),
+            code="invalid_day_range",
+            maximum=MAX_DAYS,
+        )
+    now = utcnow()
+    days = [
+        first + timedelta(days=n)
+        for n in range((last - first).days + 1)
+        if day_bounds(first + timedelta(days=n))[0] < now
+    ]
+    if not days:
+        return []
+    start, stop = day_bounds(days[0])[0], min(day_bounds(days[-1])[1], now)
+    ids = _terminals(uow, terminal_id, site)
+    spans: dict[str, list[tuple[datetime, datetime, bool]]] = {i: [] for i in ids}
+    t = interval_table
+    for part in _chunks(ids):
+        rows = uow.connection.execute(
+            select(t.c.terminal_id, t.c.started_at, t.c.ended_at, t.c.able).where(
+                t.c.terminal_id.in_(list(part)), t.c.started_at < stop, t.c.ended_at > start
+            )
+        )
+        for row in rows:
+            spans[row.terminal_id].append((row.started_at, row.ended_at, bool(row.able)))
+    out: list[AvailabilityOut] = []
+    for day in days:
+        begin, end = day_bounds(day)
+        end = min(end, now)
+        period = (end - begin).total_seconds()
+        for terminal in ids:
+            seen = _covered(((b, e) for b, e, _able in spans[terminal]), begin, end)
+            able = _covered(((b, e) for b, e, ok in spans[terminal] if ok), begin, end)
+            out.append(
+                AvailabilityOut(
+                    terminal_id=terminal,
+                    day=day,
+                    period_s=int(period),
+                    seen_s=int(seen),
+                    available_s=int(able),
+                    share=round(able / period, 4) if period > 0 else 0.0,
+                )
+            )
+    return out

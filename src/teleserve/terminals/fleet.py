@@ -29,9 +29,10 @@ server refuses with ``terminals.service``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, func, or_, select, update
@@ -46,6 +47,7 @@ from teleserve.core.settings import get_settings
 from teleserve.core.uow import UnitOfWork
 from teleserve.iam import service as iam
 from teleserve.terminals import alarms, availability
+from teleserve.terminals import service as terminal_service
 from teleserve.terminals.deposits import canonical_notes
 from teleserve.terminals.fleet_base import (
     Effect,
@@ -76,23 +78,29 @@ from teleserve.terminals.fleet_schemas import (
     Note,
 )
 from teleserve.terminals.models import terminal_table
+from teleserve.terminals.schemas import TerminalOut
 
 __all__ = [
     "COMMAND_ACKNOWLEDGED_TOPIC",
     "COMMAND_QUEUED_TOPIC",
     "CONFIG_PUBLISHED_TOPIC",
     "REPORT_ALARM_CODES",
+    "FleetTile",
     "StatusAnswer",
+    "TileState",
     "UnknownCommand",
     "acknowledge_command",
     "cancel_command",
     "config_for",
     "device_state",
+    "device_states",
+    "fleet_tiles",
     "list_commands",
     "list_config_versions",
     "publish_config",
     "queue_command",
     "record_status_report",
+    "tile_state",
 ]
 
 COMMAND_QUEUED_TOPIC = "terminals.command_queued"
@@ -670,3 +678,100 @@ def list_config_versions(uow: UnitOfWork, *, limit: int = 100) -> list[ConfigVer
 def terminal_config(uow: UnitOfWork, terminal_id: str) -> EffectiveConfig:
     uow.actor.require("terminals.read")
     return config_for(uow.connection, visible_terminal(uow, terminal_id))
+
+
+# -- the fleet at a glance (console) ---------------------------------------------------
+
+
+class TileState(StrEnum):
+    """What a fleet tile shows, most urgent first once a terminal is in service."""
+
+    ok = "ok"  # in service, reporting, able to take money, nothing live
+    warning = "warning"  # a minor / warning alarm or device state, paper low, box filling
+    fault = "fault"  # a critical / major alarm, a device in fault or offline, unable
+    not_reporting = "not_reporting"  # in service but silent past the idle limit
+    out_of_service = "out_of_service"
+    disabled = "disabled"
+
+
+_BAD_DEVICE = ("fault", "offline")
+_SERIOUS = frozenset({Severity.critical.value, Severity.major.value})
+
+
+@dataclass(frozen=True, slots=True)
+class FleetTile:
+    terminal: TerminalOut
+    state: TileState
+    device_state: DeviceStateOut | None
+    live_alarms: int
+    worst_severity: str | None
+
+
+def device_states(uow: UnitOfWork, terminal_ids: Sequence[str]) -> dict[str, DeviceStateOut]:
+    """The last report of each of ``terminal_ids`` the actor sees (absent: it never
+    reported, or is out of the actor's subtree), in one query per 500 ids."""
+    uow.actor.require("terminals.read")
+    s, t = device_state_table, terminal_table
+    now = utcnow()
+    found: dict[str, DeviceStateOut] = {}
+    for start in range(0, len(terminal_ids), 500):
+        part = list(terminal_ids[start : start + 500])
+        rows = uow.connection.execute(
+            select(s)
+            .select_from(s.join(t, t.c.terminal_id == s.c.terminal_id))
+            .where(s.c.terminal_id.in_(part), uow.actor.scope(t.c.org_path))
+        ).mappings()
+        for row in rows:
+            found[row["terminal_id"]] = _state_out(row, now)
+    return found
+
+
+def tile_state(
+    terminal: TerminalOut, state: DeviceStateOut | None, worst_severity: str | None
+) -> TileState:
+    """The registry status decides first (disabled, out of service); then silence (no
+    report within the idle limit: the device state is stale); then faults — a critical
+    or major live alarm, a device in fault or offline, or a report unable to take
+    money; then anything to watch."""
+    status = terminal.status.value
+    if status in ("disabled", "decommissioned"):
+        return TileState.disabled
+    if status == "out_of_service":
+        return TileState.out_of_service
+    if state is None or not state.online:
+        return TileState.not_reporting
+    devices = [d.get("state", "") for d in state.devices.values()]
+    if worst_severity in _SERIOUS or any(d in _BAD_DEVICE for d in devices) or not state.able:
+        return TileState.fault
+    box_filling = (
+        state.cash_box_capacity > 0
+        and state.cash_box_count >= BOX_NEARLY_FULL * state.cash_box_capacity
+    )
+    if (
+        worst_severity is not None
+        or "warning" in devices
+        or state.printer_paper != "ok"
+        or box_filling
+    ):
+        return TileState.warning
+    return TileState.ok
+
+
+def fleet_tiles(uow: UnitOfWork, *, site: str | None = None) -> list[FleetTile]:
+    """Every terminal the actor sees that is not decommissioned (``site``: one org unit's,
+    by code), by terminal id, with its tile state, last report and live alarms."""
+    uow.actor.require("terminals.read")
+    terminals = [
+        t
+        for t in terminal_service.list_terminals(uow, site=site)
+        if t.status.value != "decommissioned"
+    ]
+    ids = [t.terminal_id for t in terminals]
+    states = device_states(uow, ids)
+    tally = alarms.live_alarm_tally(uow, ids)
+    tiles = []
+    for terminal in terminals:
+        count, worst = tally.get(terminal.terminal_id, (0, None))
+        state = states.get(terminal.terminal_id)
+        tiles.append(FleetTile(terminal, tile_state(terminal, state, worst), state, count, worst))
+    return tiles

@@ -23,7 +23,9 @@ from teleserve.core.settings import Settings
 from teleserve.customers.views import router as customers_router
 from teleserve.iam.views import router as iam_router
 from teleserve.numbers.views import router as numbers_router
+from teleserve.payments.views import router as payments_router
 from teleserve.reports.views import router as reports_router
+from teleserve.terminals.views import router as terminals_router
 from teleserve.web.console import routes, session
 from teleserve.web.console.page import (
     EnrolmentRequired,
@@ -45,6 +47,8 @@ ROUTERS = (
     numbers_router,
     iam_router,
     reports_router,
+    terminals_router,
+    payments_router,
 )
 
 _TITLES = {
