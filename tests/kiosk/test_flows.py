@@ -16,7 +16,7 @@ from teleserve.kiosk.devices.sim import SimPanel
 from teleserve.kiosk.flows import FlowError, Refused, Unavailable
 from teleserve.kiosk.journal import State
 
-from .conftest import FakeServer, Kiosk, config_for, eventually, run
+from .conftest import FakeServer, Kiosk, config_for, eventually, free_port, run
 
 PAN = "6222021234567890123"
 
@@ -252,7 +252,7 @@ def test_daily_journal_upload(
     assert any(call["entries"] == [] for call in fake.calls[9006])  # yesterday: nothing
 
 
-def test_cli_refuses_xfs4iot_clearly_and_reads_its_inputs(tmp_path: Path):
+def test_cli_stops_clearly_without_an_xfs4iot_publisher_and_reads_its_inputs(tmp_path: Path):
     import typer
     from typer.testing import CliRunner
 
@@ -284,12 +284,15 @@ def test_cli_refuses_xfs4iot_clearly_and_reads_its_inputs(tmp_path: Path):
             str(key),
             "--devices",
             "xfs4iot",
+            # Nothing listens there: the agent must say so and stop.
+            "--xfs-url",
+            f"ws://127.0.0.1:{free_port()}",
             "--data-dir",
             str(tmp_path / "d"),
         ],
     )
     assert result.exit_code == 2
-    assert "XFS4IoT" in result.output and "not available yet" in result.output
+    assert "XFS4IoT" in result.output and "cannot be reached" in result.output
     assert not (tmp_path / "d").exists()  # nothing was created
 
 
