@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from teleserve.core.settings import Mode, Settings, get_settings, use_settings
+
+if TYPE_CHECKING:  # imported where used: the CLI starts fast
+    from teleserve.demo.customers import KioskPlan
+    from teleserve.demo.fleet import DemoFleet
+    from teleserve.gateway.server import Bound
 
 app = typer.Typer(
     help="Teleserve: telecom customer service and self-service.", no_args_is_help=True
@@ -189,8 +195,17 @@ def _require_schema(settings: Settings, engine: Any) -> None:
         raise typer.Exit(2)
 
 
-def _run_server(settings: Settings, role: str, banner: list[str] | None = None) -> None:
-    """Run the HTTP app and/or the outbox worker in this process until interrupted."""
+def _run_server(
+    settings: Settings,
+    role: str,
+    banner: list[str] | None = None,
+    on_listening: Callable[[Bound | None], Callable[[], None]] | None = None,
+) -> None:
+    """Run the HTTP app and/or the outbox worker in this process until interrupted.
+
+    ``on_listening`` (the demo's kiosks) is called once the gateway listens, with its
+    bound addresses (``None`` without a gateway); what it returns is called first on the
+    way out, while the gateway still answers."""
     import threading
 
     import uvicorn
@@ -213,6 +228,7 @@ def _run_server(settings: Settings, role: str, banner: list[str] | None = None) 
         )
         worker_thread.start()
     gateway = None
+    bound: Bound | None = None
     if role in ("all", "gateway"):
         from teleserve.gateway.server import GatewayThread
 
@@ -224,7 +240,10 @@ def _run_server(settings: Settings, role: str, banner: list[str] | None = None) 
         )
     for line in banner or []:
         console.print(line)
+    stop_extra: Callable[[], None] | None = None
     try:
+        if on_listening is not None:
+            stop_extra = on_listening(bound)
         if role in ("all", "http"):
             uvicorn.run(
                 create_app(settings, engine),
@@ -238,6 +257,8 @@ def _run_server(settings: Settings, role: str, banner: list[str] | None = None) 
     except KeyboardInterrupt:
         pass
     finally:
+        if stop_extra is not None:
+            stop_extra()
         stop.set()
         if gateway is not None:
             gateway.stop()
@@ -297,14 +318,33 @@ def demo(
     ),
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     fresh: Annotated[bool, typer.Option(help="Rebuild the database from nothing.")] = True,
+    kiosks_per_hall: Annotated[
+        int, typer.Option(help="Simulated kiosks in every hall (0: none).", min=0, max=20)
+    ] = 2,
+    kiosk_ui_port: Annotated[
+        int, typer.Option(help="Touch UI port of the kiosk you can use.", min=1, max=65535)
+    ] = 8800,
+    pace: Annotated[
+        float, typer.Option(help="Seconds between simulated customers at each kiosk.", min=0.5)
+    ] = 6.0,
+    cash_collect_at: Annotated[
+        int | None, typer.Option(hidden=True, help="Collect a kiosk's cash box at N notes.")
+    ] = None,
 ) -> None:
-    """The newcomer's first command: fresh SQLite database, demo data, the server."""
+    """The newcomer's first command: fresh SQLite database, demo data, kiosks, the server."""
     from teleserve.core import migrate
+    from teleserve.demo import kiosks as demo_kiosks
+    from teleserve.demo.fleet import DemoFleet
     from teleserve.demo.seed import DEMO_PASSWORD, seed_database
 
+    if kiosks_per_hall and kiosk_ui_port == port:
+        console.print("[red]--kiosk-ui-port must differ from --port[/red]")
+        raise typer.Exit(2)
+    folder = demo_kiosks.kiosk_folder(database)
     if fresh:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{database}{suffix}").unlink(missing_ok=True)
+        demo_kiosks.reset_folder(folder)
     settings = Settings(
         mode=Mode.demo,
         database_url=f"sqlite:///{database}",
@@ -312,24 +352,132 @@ def demo(
         log_json=False,
     )
     use_settings(settings)
+    # SIGTERM stops the demo like Ctrl-C (the kiosks with it): without this, uvicorn
+    # re-raises SIGTERM after its shutdown and the process ends before cleaning up.
+    signal.signal(signal.SIGTERM, _interrupt)
     migrate.upgrade(settings.database_url)
     engine = _engine(settings)
     result = seed_database(engine, customers=customers, progress=True) if fresh else None
+    plans = (
+        demo_kiosks.register_demo_kiosks(engine, folder, kiosks_per_hall) if kiosks_per_hall else []
+    )
+    ui_kiosk = plans[0] if plans else None
+    fleet_file = (
+        demo_kiosks.write_fleet_file(engine, folder, plans, ui_kiosk.terminal_id)
+        if ui_kiosk is not None
+        else None
+    )
     engine.dispose()
-    base = f"http://{settings.http_host}:{port}"
-    table = Table(title="Teleserve demo", show_header=False)
-    table.add_row("staff console", f"{base}/console/")
-    table.add_row("health", f"{base}/healthz")
-    table.add_row("readiness", f"{base}/readyz")
-    table.add_row("metrics", f"{base}/metrics")
-    table.add_row("API docs", f"{base}/docs")
-    table.add_row("database", str(database))
-    if result is not None:
-        table.add_row("data", result.summary())
-        for login in result.logins:
-            table.add_row("login", f"{login} / {DEMO_PASSWORD}")
-    console.print(table)
-    _run_server(settings, "all")
+    fleet = DemoFleet(report=lambda message: console.print(f"[yellow]{message}[/yellow]"))
+
+    def start_kiosks(bound: Bound | None) -> Callable[[], None]:
+        """Once the gateway listens: the kiosks, then what the demo serves."""
+        kiosk_rows: list[tuple[str, str]] = []
+        if ui_kiosk is not None and fleet_file is not None and bound is not None:
+            kiosk_rows = _start_demo_kiosks(
+                fleet,
+                bound,
+                folder,
+                ui_kiosk,
+                fleet_file,
+                len(plans),
+                kiosk_ui_port,
+                pace,
+                cash_collect_at,
+            )
+        base = f"http://{settings.http_host}:{port}"
+        table = Table(title="Teleserve demo", show_header=False)
+        table.add_row("staff console", f"{base}/console/")
+        for label, value in kiosk_rows:
+            table.add_row(label, value)
+        if bound is not None:
+            table.add_row(
+                "TSP/1 gateway",
+                f"{bound.host} business :{bound.business_port}, "
+                f"management :{bound.management_port}",
+            )
+        table.add_row("health", f"{base}/healthz")
+        table.add_row("readiness", f"{base}/readyz")
+        table.add_row("metrics", f"{base}/metrics")
+        table.add_row("API docs", f"{base}/docs")
+        table.add_row("database", str(database))
+        if result is not None:
+            table.add_row("data", result.summary())
+            for login in result.logins:
+                table.add_row("login", f"{login} / {DEMO_PASSWORD}")
+        console.print(table)
+        console.print("Ctrl-C stops the server and the kiosks.")
+        return fleet.stop
+
+    try:
+        _run_server(settings, "all", on_listening=start_kiosks)
+    finally:
+        fleet.stop()  # again: also when the start itself was interrupted half-way
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _start_demo_kiosks(
+    fleet: DemoFleet,
+    bound: Bound,
+    folder: Path,
+    ui_kiosk: KioskPlan,
+    fleet_file: Path,
+    count: int,
+    ui_port: int,
+    pace: float,
+    collect_at: int | None,
+) -> list[tuple[str, str]]:
+    """Start the newcomer's kiosk (``teleserve kiosk`` with its UI) and the simulated
+    customers' process; return the banner's rows about them."""
+    import importlib.util
+
+    from teleserve.demo.fleet import customers_command, kiosk_command
+
+    host = bound.host if bound.host not in ("0.0.0.0", "::", "") else "127.0.0.1"  # noqa: S104
+    if ":" in host:
+        host = f"[{host}]"
+    ports = (bound.business_port, bound.management_port)
+    fleet.start(
+        ui_kiosk.terminal_id,
+        kiosk_command(ui_kiosk, host, *ports, ui_port),
+        folder / f"{ui_kiosk.terminal_id}.log",
+    )
+    if count > 1:
+        fleet.start(
+            "simulated customers",
+            customers_command(fleet_file, host, *ports, pace, collect_at),
+            folder / "customers.log",
+        )
+    ui = f"http://127.0.0.1:{ui_port}"
+    # A regular package (not a half-written namespace one): the agent serves its UI.
+    spec = importlib.util.find_spec("teleserve.kiosk.ui")
+    has_ui = spec is not None and spec.origin is not None
+    rows = [
+        (
+            "kiosk UI",
+            f"{ui}  ({ui_kiosk.terminal_id})"
+            if has_ui
+            else f"{ui}  ({ui_kiosk.terminal_id}; the touch UI arrives with its release)",
+        )
+    ]
+    if has_ui:
+        rows.append(("kiosk demo panel", f"{ui}/panel"))
+    rows.append(
+        (
+            "kiosks",
+            f"{count} simulated kiosks running: {ui_kiosk.terminal_id} for you"
+            + (
+                f", {count - 1} with simulated customers paying about every {pace:g} s"
+                if count > 1
+                else ""
+            ),
+        )
+    )
+    rows.append(("kiosk keys and logs", f"{folder}/ (keys readable by you only)"))
+    return rows
 
 
 def _in_unit_of_work(action: Callable[[Any], T], as_json: bool) -> T:
