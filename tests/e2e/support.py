@@ -109,6 +109,7 @@ class Server:
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
         self.port = free_port()
+        self.management_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -124,7 +125,7 @@ class Server:
             "TELESERVE_AUDIT_CHECKPOINT_DIR": str(folder / "checkpoints"),
             "TELESERVE_AUDIT_SIGNING_KEY_FILE": str(folder / "audit.key"),
             "TELESERVE_GATEWAY_BUSINESS_PORT": str(self.port),
-            "TELESERVE_GATEWAY_MANAGEMENT_PORT": str(free_port()),
+            "TELESERVE_GATEWAY_MANAGEMENT_PORT": str(self.management_port),
         }
         self.starts += 1
         log = (folder / f"server-{self.starts}.log").open("wb")
