@@ -1,10 +1,12 @@
 """From a decoded request to the frames that answer it: the order of checks, the
-business channel's sign-on / keepalive / sign-off, the serial record rule, and the
-handlers of the serv_types a later slice serves.
+business channel's sign-on / keepalive / sign-off, the serial record rule, the
+throttles, and the hand-over to the plain handlers (``gateway.handlers``) or the money
+writer (``gateway.money``).
 
 Everything here runs on the event loop; the database is reached only through
-``asyncio.to_thread`` (the terminal lookup, SIGN_ON's ``last_serial`` and the serial
-record step), so a slow query holds one connection's task, never the loop.
+``asyncio.to_thread`` (a terminal lookup that misses the cache, SIGN_ON's
+``last_serial``, the serial record step and the handlers) or the money writer's
+threads, so a slow query holds one connection's task, never the loop.
 """
 
 from __future__ import annotations

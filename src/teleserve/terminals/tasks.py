@@ -15,8 +15,8 @@ def purge_serial_records(uow: UnitOfWork) -> None:
     service.purge_serial_records(uow)
 
 
-# Facts for whoever subscribes: the gateway drops its cached view of the terminal, the
-# fleet console refreshes (both arrive with later slices).
+# Facts for whoever subscribes (other systems; nothing inside subscribes yet: the
+# gateway's terminal cache expires by itself within gateway_terminal_cache_s).
 publishes(service.REGISTERED_TOPIC, service.STATUS_CHANGED_TOPIC, service.KEY_ROTATED_TOPIC)
 
 

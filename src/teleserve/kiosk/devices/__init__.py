@@ -1,4 +1,4 @@
-"""Device interfaces (``base``) and their drivers: ``sim`` now, ``xfs4iot`` next slice."""
+"""Device interfaces (``base``) and their drivers: ``sim`` and ``xfs4iot``."""
 
 from teleserve.kiosk.devices.base import Devices
 

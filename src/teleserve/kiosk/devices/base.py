@@ -2,7 +2,7 @@
 module (card reader + PIN pad + acquirer link), receipt printer, ID-card reader, sensors.
 
 Drivers implement these: ``sim`` (demo mode, controllable from tests and the demo panel)
-and, in the next slice, ``xfs4iot``. The cash-in vocabulary follows XFS4IoT
+and ``xfs4iot`` (CEN XFS4IoT over WebSocket). The cash-in vocabulary follows XFS4IoT
 (``CashInStart`` → ``CashIn`` → ``CashInEnd`` / ``CashInRollback``, ``GetCashInStatus``),
 so that driver maps one to one.
 """
