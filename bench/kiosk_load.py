@@ -160,7 +160,7 @@ def _server(
         "TELESERVE_DATABASE_URL": url,
         "TELESERVE_AUDIT_CHECKPOINT_DIR": str(folder / "checkpoints"),
         "TELESERVE_AUDIT_SIGNING_KEY_FILE": str(folder / "audit.key"),
-        "TELESERVE_LOG_LEVEL": "WARNING",
+        "TELESERVE_LOG_LEVEL": os.environ.get("KIOSK_LOAD_LOG_LEVEL", "WARNING"),
         "TELESERVE_GATEWAY_BUSINESS_PORT": str(port),
         "TELESERVE_GATEWAY_MANAGEMENT_PORT": str(management_port),
         # Every terminal is read once and then served from the cache.

@@ -111,12 +111,16 @@ def _decimal(text: str, label: str) -> Decimal | None:
     return value
 
 
-def form_error(error: DomainError, labels: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+# A refusal as a form's message area shows it: the message id and its params.
+FormError = tuple[str, dict[str, Any]]
+
+
+def form_error(error: DomainError, labels: Mapping[str, str] | None = None) -> FormError:
     """A service's refusal for the form's message area: the message id and its params,
     with a field name the service used (``monthly_fee``) replaced by the form's label."""
     params = dict(error.params)
     field = params.get("field")
-    if isinstance(field, str) and field in labels:
+    if isinstance(field, str) and labels and field in labels:
         params["field"] = labels[field]
     return error.message, params
 

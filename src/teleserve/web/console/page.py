@@ -5,16 +5,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from teleserve.core.actor import Actor
+from teleserve.core.clock import business_date, utcnow
 from teleserve.core.errors import AuthenticationFailed, PermissionDenied
 from teleserve.core.i18n import _, translate
 from teleserve.core.settings import Settings
@@ -90,6 +93,21 @@ class ConsolePage:
     @property
     def htmx(self) -> bool:
         return is_htmx(self.request)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The operator's time zone (pages show local times)."""
+        return ZoneInfo(self.request.app.state.settings.timezone)
+
+    def today(self) -> date:
+        """The operator's business date now."""
+        return business_date(utcnow(), self.request.app.state.settings.timezone)
+
+    @property
+    def local_cell(self) -> Callable[[datetime | None], datetime | None]:
+        """A datetime as the naive local time an exported cell shows (None stays None)."""
+        zone = self.zone
+        return lambda value: value.astimezone(zone).replace(tzinfo=None) if value else None
 
     def render(
         self,
