@@ -119,10 +119,6 @@ _CODE_LIST = re.compile(r"[\s,，;；]+")
 _TEXT_MAX = 2000
 
 
-def _zone(page: ConsolePage) -> ZoneInfo:
-    return ZoneInfo(page.request.app.state.settings.timezone)
-
-
 def _labels() -> dict[str, Any]:
     return {
         "kinds": KINDS,
@@ -239,7 +235,7 @@ def _export_row(page: ConsolePage, o: OfferingOut) -> list[Any]:
         o.data_mb,
         o.sms_count,
         " ".join(o.regions),
-        o.updated_at.astimezone(_zone(page)).replace(tzinfo=None),
+        o.updated_at.astimezone(page.zone).replace(tzinfo=None),
     ]
 
 
@@ -356,7 +352,7 @@ class OfferingForm:
             out[f] = parse_rate_yuan(v[f], label[f], catalog.RATE_MAX_DECIMALS)
         for f in _COUNTS:
             out[f] = parse_count(v[f], label[f])
-        zone = _zone(page)
+        zone = page.zone
         out["valid_from"] = parse_local_datetime(v["valid_from"], label["valid_from"], zone)
         out["valid_to"] = parse_local_datetime(v["valid_to"], label["valid_to"], zone)
         for value in self.customer_categories:
@@ -431,7 +427,7 @@ def edit_offering(offering_id: str, page: ConsolePage = Depends(console_page)) -
         offering = catalog.get_offering_in_scope(uow, offering_id)
         if offering.status is OfferingStatus.retired:
             raise Conflict(_("A retired offering cannot change"))
-        form = OfferingForm.of(offering, _zone(page))
+        form = OfferingForm.of(offering, page.zone)
         context = _form_context(page, uow, form, offering=offering)
     return page.render("catalog/form.html", context)
 

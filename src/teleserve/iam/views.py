@@ -17,7 +17,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Query
 from starlette.responses import RedirectResponse, Response
@@ -140,10 +139,6 @@ def _redirect(page: ConsolePage, route: str, done: str, **params: str) -> Respon
     return RedirectResponse(url, status_code=303)
 
 
-def _local(page: ConsolePage) -> ZoneInfo:
-    return ZoneInfo(page.request.app.state.settings.timezone)
-
-
 # -- staff list ------------------------------------------------------------------------
 
 
@@ -208,7 +203,7 @@ def staff_list(
 
 
 def _staff_rows(page: ConsolePage, uow: UnitOfWork, f: StaffFilters) -> Iterator[list[Cell]]:
-    zone = _local(page)
+    zone = page.zone
     names = {u.id: f"{u.code} {_unit_name(u, page.locale)}" for u in _units(uow)}
     offset = 0
     while offset < EXPORT_MAX:
@@ -520,7 +515,7 @@ def api_client_revoke(client_id: str, page: ConsolePage = Depends(console_page))
 def _client_rows(
     page: ConsolePage, clients: list[ApiClientOut], names: dict[str, str]
 ) -> list[list[Cell]]:
-    zone = _local(page)
+    zone = page.zone
     return [
         [
             c.client_id,

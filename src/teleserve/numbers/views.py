@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Query
 from starlette.responses import RedirectResponse, Response
@@ -26,7 +25,15 @@ from teleserve.core.uow import UnitOfWork
 from teleserve.numbers import service as numbers
 from teleserve.numbers.models import NumberKind, NumberStatus
 from teleserve.numbers.schemas import GradeOut, NumberOut, PoolOut
-from teleserve.web.console.admin import name_of, org_names, parse_count, parse_yuan, yuan_text
+from teleserve.web.console.admin import (
+    FormError,
+    form_error,
+    name_of,
+    org_names,
+    parse_count,
+    parse_yuan,
+    yuan_text,
+)
 from teleserve.web.console.page import ConsolePage, console_page
 from teleserve.web.export import FORMATS, Cell, audit_export, export_response, require_format
 
@@ -56,22 +63,6 @@ _DONE = {
     "reserved": _("The number {number} is reserved for {holder} until {until}."),
     "cancelled": _("The reservation of {number} has been cancelled."),
 }
-
-Error = tuple[str, dict[str, Any]]
-
-
-def _zone(page: ConsolePage) -> ZoneInfo:
-    return ZoneInfo(page.request.app.state.settings.timezone)
-
-
-def _local(page: ConsolePage) -> Callable[[Any], Any]:
-    """A datetime as the naive local time an exported cell shows."""
-    zone = _zone(page)
-    return lambda value: value.astimezone(zone).replace(tzinfo=None) if value else None
-
-
-def _error(exc: DomainError) -> Error:
-    return exc.message, exc.params
 
 
 def _base(page: ConsolePage, tab: str, **context: Any) -> dict[str, Any]:
@@ -137,7 +128,7 @@ def ranges(
     page.actor.require(READ)
     pools: list[PoolOut] = []
     total = 0
-    error: Error | None = None
+    error: FormError | None = None
     with page.uow(readonly=True) as uow:
         names = org_names(uow, page.locale)
         regions = _regions(uow)
@@ -146,7 +137,7 @@ def ranges(
             query = ListQuery(_range_conditions(region, kind), (p - 1) * PAGE_SIZE, PAGE_SIZE)
             pools, total = numbers.list_pools(uow, query)
         except ValidationError as exc:
-            error = _error(exc)
+            error = form_error(exc)
     context = _base(
         page,
         "ranges",
@@ -177,7 +168,7 @@ def ranges_export(
     require_format(fmt)
     page.actor.require(READ)
     conditions = _range_conditions(region, kind)
-    local = _local(page)
+    local = page.local_cell
     with page.uow() as uow:
         names = org_names(uow, page.locale)
         pools = _all(lambda q: numbers.list_pools(uow, q), conditions)
@@ -210,7 +201,7 @@ def ranges_export(
 
 
 def _range_form_context(
-    page: ConsolePage, uow: UnitOfWork, values: dict[str, str], error: Error | None
+    page: ConsolePage, uow: UnitOfWork, values: dict[str, str], error: FormError | None
 ) -> dict[str, Any]:
     names = org_names(uow, page.locale)
     return _base(page, "ranges", values=values, org_choices=list(names.items()), error=error)
@@ -258,7 +249,7 @@ def range_create(
         if isinstance(exc, NotFound) and "org_path" not in exc.params:
             raise
         with page.uow(readonly=True) as uow:
-            context = _range_form_context(page, uow, values, _error(exc))
+            context = _range_form_context(page, uow, values, form_error(exc))
         return page.render("numbers/range_form.html", context, status_code=exc.status)
     url = page.request.url_for("numbers_range", range_id=created.id).path
     return RedirectResponse(f"{url}?done=range", status_code=303)
@@ -304,7 +295,7 @@ GRADE_LABELS = {
 
 
 def _grades_context(
-    page: ConsolePage, values: dict[str, str], error: Error | None, done: str | None
+    page: ConsolePage, values: dict[str, str], error: FormError | None, done: str | None
 ) -> dict[str, Any]:
     with page.uow(readonly=True) as uow:
         grades = numbers.list_grades(uow)
@@ -353,7 +344,7 @@ def grade_create(
             )
             uow.commit()
     except DomainError as exc:
-        context = _grades_context(page, values, _error(exc), None)
+        context = _grades_context(page, values, form_error(exc), None)
         return page.render("numbers/grades.html", context, status_code=exc.status)
     url = page.request.url_for("numbers_grades").path
     return RedirectResponse(f"{url}?done=grade", status_code=303)
@@ -397,7 +388,7 @@ def grade_fees_update(
             )
             uow.commit()
     except DomainError as exc:
-        context = _base(page, "grades", grade=grade, values=values, error=_error(exc))
+        context = _base(page, "grades", grade=grade, values=values, error=form_error(exc))
         return page.render("numbers/grade_fees.html", context, status_code=exc.status)
     url = page.request.url_for("numbers_grades").path
     return RedirectResponse(f"{url}?done=fees", status_code=303)
@@ -475,7 +466,7 @@ def search(
     criteria = {"region": region, "pattern": pattern, "ends_with": ends_with}
     criteria |= {"grade": grade, "kind": kind}
     found: list[NumberOut] = []
-    error: Error | None = None
+    error: FormError | None = None
     with page.uow(readonly=True) as uow:
         names = org_names(uow, page.locale)
         regions = _regions(uow)
@@ -483,7 +474,7 @@ def search(
         try:
             found = _search(uow, page, criteria, limit=SEARCH_SIZE + 1, after=after)
         except ValidationError as exc:
-            error = _error(exc)
+            error = form_error(exc)
     context = _base(
         page,
         "search",
@@ -550,7 +541,7 @@ def search_export(
 
 
 def _reserve_context(
-    page: ConsolePage, number: str, values: dict[str, str], error: Error | None
+    page: ConsolePage, number: str, values: dict[str, str], error: FormError | None
 ) -> dict[str, Any]:
     with page.uow(readonly=True) as uow:
         shown = numbers.get(uow, number)
@@ -595,7 +586,7 @@ def reserve(
     except DomainError as exc:
         if isinstance(exc, NotFound):
             raise
-        context = _reserve_context(page, number, values, _error(exc))
+        context = _reserve_context(page, number, values, form_error(exc))
         return page.render("numbers/reserve.html", context, status_code=exc.status)
     url = page.request.url_for("numbers_reservations").path
     return RedirectResponse(f"{url}?done=reserved&number={reserved.value}", status_code=303)
@@ -622,7 +613,7 @@ def reservations(
 
 
 def _reservations_context(
-    page: ConsolePage, holder: str, p: int, done: str, number: str, error: Error | None = None
+    page: ConsolePage, holder: str, p: int, done: str, number: str, error: FormError | None = None
 ) -> dict[str, Any]:
     query = ListQuery(_holder_conditions(holder), (p - 1) * PAGE_SIZE, PAGE_SIZE)
     done_message: str | None = None
@@ -640,7 +631,7 @@ def _reservations_context(
                 done_params = {"number": shown.value, "holder": shown.holder or ""}
                 done_params["until"] = ""
                 if shown.reserved_until is not None:
-                    local = shown.reserved_until.astimezone(_zone(page))
+                    local = shown.reserved_until.astimezone(page.zone)
                     done_params["until"] = local.strftime("%Y-%m-%d %H:%M")
     context = _base(
         page,
@@ -672,7 +663,7 @@ def cancel(
     except DomainError as exc:
         if isinstance(exc, NotFound):
             raise
-        context = _reservations_context(page, "", 1, "", "", _error(exc))
+        context = _reservations_context(page, "", 1, "", "", form_error(exc))
         return page.render("numbers/reservations.html", context, status_code=exc.status)
     url = page.request.url_for("numbers_reservations").path
     return RedirectResponse(f"{url}?done=cancelled&number={cancelled.value}", status_code=303)
@@ -686,7 +677,7 @@ def reservations_export(
 ) -> Response:
     require_format(fmt)
     page.actor.require(READ)
-    local = _local(page)
+    local = page.local_cell
     with page.uow() as uow:
         names = org_names(uow, page.locale)
         found = _all(lambda q: numbers.list_reservations(uow, q), _holder_conditions(holder))
@@ -732,7 +723,7 @@ def quarantine(
 def quarantine_export(fmt: str, page: ConsolePage = Depends(console_page)) -> Response:
     require_format(fmt)
     page.actor.require(READ)
-    local = _local(page)
+    local = page.local_cell
     with page.uow() as uow:
         names = org_names(uow, page.locale)
         found = _all(lambda q: numbers.list_quarantine(uow, q), ())

@@ -14,10 +14,8 @@ show it in full. A refused form comes back with the service's message; nothing c
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Query
 from starlette.responses import RedirectResponse, Response
@@ -30,6 +28,7 @@ from teleserve.inventory import service as inventory
 from teleserve.payments import service as payments
 from teleserve.payments.models import HeldReason
 from teleserve.payments.schemas import PaymentView
+from teleserve.web.console.admin import FormError
 from teleserve.web.console.page import ConsolePage, console_page
 from teleserve.web.export import FORMATS, Cell, audit_export, export_response, require_format
 
@@ -64,12 +63,6 @@ _DONE = {
     "refund": _("Payment {receipt_no} is marked for a refund at the cash desk of the hall."),
 }
 
-Error = tuple[str, dict[str, Any]]
-
-
-def _zone(page: ConsolePage) -> ZoneInfo:
-    return ZoneInfo(page.request.app.state.settings.timezone)
-
 
 def _day(text: str, label: str) -> date | None:
     if not text.strip():
@@ -103,7 +96,7 @@ def _held_context(
     filters: dict[str, str],
     p: int,
     *,
-    error: Error | None = None,
+    error: FormError | None = None,
     done: tuple[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     found: list[PaymentView] = []
@@ -214,11 +207,6 @@ def refund(
     return _done(page, "refund", view)
 
 
-def _local(page: ConsolePage) -> Callable[[Any], Any]:
-    zone = _zone(page)
-    return lambda value: value.astimezone(zone).replace(tzinfo=None) if value else None
-
-
 @router.get("/held/export/{fmt}", name="held_money_export")
 def held_export(
     fmt: str,
@@ -230,7 +218,7 @@ def held_export(
 ) -> Response:
     require_format(fmt)
     page.actor.require(READ)
-    local = _local(page)
+    local = page.local_cell
     filters = _filters(reason, first, last, terminal)
     found: list[PaymentView] = []
     with page.uow() as uow:

@@ -19,12 +19,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Query
 from starlette.responses import RedirectResponse, Response
 
-from teleserve.core.clock import business_date, utcnow
 from teleserve.core.errors import DomainError, NotFound, ValidationError
 from teleserve.core.i18n import _
 from teleserve.core.uow import UnitOfWork
@@ -39,7 +37,7 @@ from teleserve.terminals.fleet_models import (
     Severity,
 )
 from teleserve.terminals.fleet_schemas import AvailabilityOut
-from teleserve.web.console.admin import name_of, org_names
+from teleserve.web.console.admin import form_error, name_of, org_names
 from teleserve.web.console.page import ConsolePage, console_page
 from teleserve.web.export import FORMATS, Cell, audit_export, export_response, require_format
 
@@ -108,22 +106,6 @@ _DONE = {
     "resolved": _("The finance exception has been resolved."),
 }
 
-Error = tuple[str, dict[str, Any]]
-
-
-def _zone(page: ConsolePage) -> ZoneInfo:
-    return ZoneInfo(page.request.app.state.settings.timezone)
-
-
-def _local(page: ConsolePage) -> Callable[[Any], Any]:
-    """A datetime as the naive local time an exported cell shows."""
-    zone = _zone(page)
-    return lambda value: value.astimezone(zone).replace(tzinfo=None) if value else None
-
-
-def _today(page: ConsolePage) -> date:
-    return business_date(utcnow(), page.request.app.state.settings.timezone)
-
 
 def _base(page: ConsolePage, tab: str, **context: Any) -> dict[str, Any]:
     return {
@@ -144,10 +126,6 @@ def _base(page: ConsolePage, tab: str, **context: Any) -> dict[str, Any]:
         "done": None,
         **context,
     }
-
-
-def _error(exc: DomainError) -> Error:
-    return exc.message, exc.params
 
 
 def _site_code(org_path: str) -> str:
@@ -236,7 +214,7 @@ def _detail_context(
         limit=100,
     )
     worst = max((a.severity for a in live), key=lambda s: SEVERITY_RANK[Severity(s)], default=None)
-    last = _today(page)
+    last = page.today()
     first = last - timedelta(days=CHART_DAYS - 1)
     days = availability.daily_availability(uow, first, last, terminal_id=terminal_id)
     names = org_names(uow, page.locale)
@@ -280,7 +258,7 @@ def _detail_error(page: ConsolePage, terminal_id: str, exc: DomainError) -> Resp
     if isinstance(exc, NotFound):
         raise exc
     with page.uow(readonly=True) as uow:
-        context = _detail_context(page, uow, terminal_id, error=_error(exc))
+        context = _detail_context(page, uow, terminal_id, error=form_error(exc))
     return page.render("terminals/detail.html", context, status_code=exc.status)
 
 
@@ -383,7 +361,7 @@ def _alarm_action(
             raise
         if back:
             return _detail_error(page, back, exc)
-        context = _alarms_context(page, "", "", error=_error(exc))
+        context = _alarms_context(page, "", "", error=form_error(exc))
         return page.render("terminals/alarms.html", context, status_code=exc.status)
     if back:
         return _to_detail(page, changed.terminal_id, done)
@@ -420,7 +398,7 @@ def alarms_export(
 ) -> Response:
     require_format(fmt)
     page.actor.require(READ)
-    local = _local(page)
+    local = page.local_cell
     with page.uow() as uow:
         found = alarms.list_alarms(
             uow,
@@ -543,7 +521,7 @@ def resolve_exception(
     except DomainError as exc:
         if isinstance(exc, NotFound):
             raise
-        context = _cash_context(page, "", "", "", error=_error(exc))
+        context = _cash_context(page, "", "", "", error=form_error(exc))
         return page.render("terminals/cash.html", context, status_code=exc.status)
     url = page.request.url_for("fleet_cash").path
     return RedirectResponse(f"{url}?done=resolved", status_code=303)
@@ -562,7 +540,7 @@ def collections_export(
 ) -> Response:
     require_format(fmt)
     page.actor.require(READ)
-    local = _local(page)
+    local = page.local_cell
     with page.uow() as uow:
         found = cash.list_collections(
             uow, terminal_id=terminal.strip() or None, since=_since(since), limit=EXPORT_MAX
@@ -627,7 +605,7 @@ def availability_page(
     site: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
     page.actor.require(READ)
-    last = _today(page)
+    last = page.today()
     first = last - timedelta(days=CHART_DAYS - 1)
     with page.uow(readonly=True) as uow:
         names = org_names(uow, page.locale)
