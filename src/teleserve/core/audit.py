@@ -184,26 +184,31 @@ def _chains() -> int:
     return get_settings().audit_chains
 
 
+_HEADS = select(
+    table_of(AuditChainHead).c.chain,
+    table_of(AuditChainHead).c.seq,
+    table_of(AuditChainHead).c.hash,
+).where(table_of(AuditChainHead).c.chain.in_(bindparam("chains", expanding=True)))
+# Built once: building a statement costs more Python than running it (every commit that
+# writes audit records takes this path).
+_HEADS_ORDERED = _HEADS.order_by(table_of(AuditChainHead).c.chain)
+_HEADS_LOCKED = _HEADS_ORDERED.with_for_update()
+
+
 def _lock_heads(conn: Connection, chains: list[int]) -> dict[int, tuple[int, str]]:
     """The heads of ``chains``, locked for this transaction in ascending chain order (so
     two writers never deadlock), created on first use."""
-    head_table = table_of(AuditChainHead)
-    query = (
-        select(head_table.c.chain, head_table.c.seq, head_table.c.hash)
-        .where(head_table.c.chain.in_(chains))
-        .order_by(head_table.c.chain)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    heads = {int(r.chain): (int(r.seq), str(r.hash)) for r in conn.execute(query)}
+    query = _HEADS_LOCKED if conn.dialect.name == "postgresql" else _HEADS_ORDERED
+    params = {"chains": chains}
+    heads = {int(r.chain): (int(r.seq), str(r.hash)) for r in conn.execute(query, params)}
     missing = [chain for chain in chains if chain not in heads]
     if missing:
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         conn.execute(
-            insert(head_table).on_conflict_do_nothing(),
+            insert(table_of(AuditChainHead)).on_conflict_do_nothing(),
             [{"chain": chain, "seq": 0, "hash": GENESIS_HASH} for chain in missing],
         )
-        heads = {int(r.chain): (int(r.seq), str(r.hash)) for r in conn.execute(query)}
+        heads = {int(r.chain): (int(r.seq), str(r.hash)) for r in conn.execute(query, params)}
     return heads
 
 
