@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -251,6 +252,16 @@ class CustomerSession(Base):
     last_used_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+
+    # A kiosk login ends the terminal's other live sessions (a terminal holds one token).
+    __table_args__ = (
+        Index(
+            "ix_cust_session_terminal_live",
+            "terminal_id",
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
+    )
 
 
 # Core handles for the batch and authentication paths (``__table__`` is typed as a plain
