@@ -535,3 +535,61 @@ def test_too_many_connections_from_one_address_are_closed_unanswered(
     with business(gw) as c:
         c.send(build(TERMINAL, 9, 1, SIGN_ON_BODY, key=MASTER_KEY))
         assert c.frame() is None  # closed without a word
+
+
+# -- multi-frame answers (a test-only large answer) ---------------------------------------
+
+
+def _assemble(
+    c: Client, serial: int, serv_type: int, key: bytes
+) -> tuple[list[Any], dict[str, Any]]:
+    from teleserve.gateway.frame import Echo
+    from teleserve.gateway.multiframe import MessageAssembler
+
+    assembler = MessageAssembler(Echo(TERMINAL, serial, serv_type))
+    frames = []
+    while True:
+        frame = c.frame()
+        assert frame is not None and mac_ok(frame, key)  # every frame carries its own MAC
+        frames.append(frame)
+        done = assembler.add(frame, body_of(frame))
+        if done is not None:
+            assert isinstance(done, dict), done
+            return frames, done
+
+
+def test_a_large_answer_comes_in_frames_and_a_recorded_one_is_resent_in_full(
+    start: Callable[..., GatewayThread], kiosk: str
+):
+    # USAGE_DETAIL's shape: fields, then ~2.5 MiB of items (three frames at least).
+    items = [{"start_ms": n, "peer": "138****0000", "duration_s": n % 600, "charge": n % 97}
+             for n in range(40_000)]  # fmt: skip
+
+    calls: list[int] = []
+
+    def usage(uow: UnitOfWork, accepted: Accepted) -> Result:
+        calls.append(accepted.frame.header.serv_type)
+        return Result({"month": "2026-11", "items": items})
+
+    # 1003 stands in for a recorded (state-changing) serv_type with a large answer.
+    gw = start(handlers={1012: usage, 1003: usage})
+    body = {"customer_token": TOKEN, "month": "2026-11", "kind": "voice"}
+    with business(gw) as c:
+        sid, key = sign_on(c)
+        c.send(build(TERMINAL, 5, 1012, body, key=key, session_id=sid))
+        frames, whole = _assemble(c, 5, 1012, key)
+        assert len(frames) >= 3
+        assert [f.header.last for f in frames] == [False] * (len(frames) - 1) + [True]
+        assert {(f.header.serial, f.header.serv_type) for f in frames} == {(5, 1012)}
+        assert all(len(f.body) <= 1_048_576 for f in frames)
+        assert whole == {"month": "2026-11", "items": items}
+
+        recorded = build(TERMINAL, 6, 1003, {"customer_token": TOKEN}, key=key, session_id=sid)
+        c.send(recorded)
+        first, first_whole = _assemble(c, 6, 1003, key)
+        c.send(build(TERMINAL, 6, 1003, {"customer_token": TOKEN}, key=key, session_id=sid))
+        again, again_whole = _assemble(c, 6, 1003, key)
+    # The resend: every frame of the recorded answer again, nothing processed twice.
+    assert calls == [1012, 1003]
+    assert again_whole == first_whole == {"month": "2026-11", "items": items}
+    assert [f.body for f in again] == [f.body for f in first]
