@@ -311,3 +311,11 @@ def test_journal_refuses_bad_transitions(tmp_path: Path):
     journal.open_cash_in("13800138000")
     with pytest.raises(JournalError):
         journal.open_cash_in("13800138001")
+
+
+def test_yuan_keeps_the_sign_of_negative_amounts():
+    from teleserve.kiosk.flows import yuan
+
+    assert [yuan(v) for v in (0, 5, 150, -150, -5, 10000)] == [
+        "0.00", "0.05", "1.50", "-1.50", "-0.05", "100.00",
+    ]  # fmt: skip

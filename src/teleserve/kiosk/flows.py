@@ -116,7 +116,11 @@ def mask_number(msisdn: str) -> str:
 
 
 def yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
+    """Fen as yuan with two decimals: ``-150`` → ``-1.50`` (floor division alone would
+    give ``-2.50``)."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole}.{cents:02d}"
 
 
 class CustomerFlows:
