@@ -210,6 +210,34 @@ def test_a_broken_dead_hook_still_buries_the_message(make_uow, engine, tuned):
     assert _messages(engine, "half-written") == []
 
 
+def test_published_events_nobody_handles_are_acknowledged_in_one_transaction(
+    make_uow, engine, tuned
+):
+    """An event declared with ``publishes`` and no handler here is done at once — the
+    whole claimed batch in one write transaction (on SQLite one write lock, one fsync),
+    while a handled topic in the same batch is still delivered one by one."""
+    from sqlalchemy import event
+
+    reg = Registry()
+    reg.publishes("thing.announced")
+    handler = Recorder()
+    reg.register("thing.created", handler, name="test.recorder")
+    _emit(make_uow, "thing.announced", count=20)
+    _emit(make_uow, "thing.created", {"id": "T1"})
+    commits: list[int] = []
+    listener = lambda conn: commits.append(1)  # noqa: E731
+    event.listen(engine, "commit", listener)
+    try:
+        stats = run_once(engine, registry=reg)
+    finally:
+        event.remove(engine, "commit", listener)
+    assert (stats.claimed, stats.processed) == (21, 21)
+    assert all(row.status == "done" for row in _messages(engine, "thing.announced"))
+    assert len(handler.calls) == 1
+    # The claim, the 20 announcements together, the one handled message (run and ack).
+    assert len(commits) <= 4
+
+
 def test_topic_without_handler_is_retried_then_dead(make_uow, engine, tuned, frozen_clock):
     reg = Registry()
     _emit(make_uow, "nobody.listens")

@@ -364,6 +364,21 @@ def _mark_done(uow: UnitOfWork, message: Message) -> None:
     )
 
 
+def _mark_all_done(engine: Engine, messages: list[Message]) -> None:
+    """``_mark_done`` for many messages in one transaction."""
+    table = table_of(OutboxMessage)
+    with UnitOfWork(engine, SYSTEM) as uow:
+        uow.connection.execute(
+            update(table)
+            .where(
+                table.c.id.in_([m.id for m in messages]),
+                table.c.status == OutboxStatus.pending,
+            )
+            .values(status=OutboxStatus.done, done_at=utcnow(), locked_until=None)
+        )
+        uow.commit()
+
+
 class _AlreadyProcessed(Exception):
     """Another worker committed this handler for this message first."""
 
@@ -549,7 +564,24 @@ def run_once(
     stats = WorkerStats()
     messages = _claim(engine, limit or settings.outbox_batch, lease)
     stats.claimed = len(messages)
+    # Events published for other systems with no handler here are acknowledged together,
+    # in one transaction: one each would be a write transaction — on SQLite a write lock
+    # and an fsync — per payment, competing with the money path for the one writer.
+    unheard = [
+        m
+        for m in messages
+        if m.attempts <= settings.outbox_max_attempts
+        and not reg.handlers_for(m.topic)
+        and reg.is_event(m.topic)
+    ]
+    if unheard:
+        _mark_all_done(engine, unheard)
+        stats.processed += len(unheard)
+        MESSAGES.labels("processed").inc(len(unheard))
+    acknowledged = {m.id for m in unheard}
     for message in messages:
+        if message.id in acknowledged:
+            continue
         outcome = _deliver(engine, reg, message, settings)
         setattr(stats, outcome, getattr(stats, outcome) + 1)
         MESSAGES.labels(outcome).inc()
