@@ -69,6 +69,7 @@ GATEWAY_ACTOR = Actor(
     ActorKind.system, "tsp-gateway", "/", frozenset({"payments.record"}), "TSP/1 gateway"
 )
 _SOURCE_ID_MAX = 64
+REPORT_EVERY_S = 10.0  # the writer's batch figures go to the log this often at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +365,7 @@ class MoneyWriter:
         # Committed batches and the requests in them (the bench and tests read them).
         self.batches = 0
         self.requests = 0
+        self._reported = (time.monotonic(), 0, 0)  # when, batches, requests
         self._threads = [
             threading.Thread(target=self._loop, name=f"tsp-money-{n}", daemon=True)
             for n in range(count)
@@ -418,6 +420,23 @@ class MoneyWriter:
             if stop:
                 return
 
+    def _report(self) -> None:
+        """Every ``REPORT_EVERY_S`` at most: the batches and payments since the last
+        report (the size of the batches is what the money path's cost depends on)."""
+        when, batches, requests = self._reported
+        now = time.monotonic()
+        if now - when < REPORT_EVERY_S:
+            return
+        self._reported = (now, self.batches, self.requests)
+        done = self.batches - batches
+        log.info(
+            "gateway.money_writer",
+            seconds=round(now - when, 1),
+            batches=done,
+            requests=self.requests - requests,
+            mean_batch=round((self.requests - requests) / done, 1) if done else 0,
+        )
+
     def _settle(self, jobs: list[Job]) -> None:
         try:
             outcomes = self._commit(jobs)
@@ -442,6 +461,7 @@ class MoneyWriter:
                     uow.commit()
                     self.batches += 1  # writer threads race here: a figure, not a ledger
                     self.requests += len(jobs)
+                    self._report()
                     return outcomes
             except _Retry:
                 continue
