@@ -450,8 +450,14 @@ class MoneyWriter:
                 for job in jobs:
                     self._settle([job])
                 return
+        # One wake-up of each event loop per batch, not one per payment (each is a write
+        # to the loop's self-pipe and a turn of the loop).
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Outcome]]]
+        by_loop = {}
         for job, outcome in zip(jobs, outcomes, strict=True):
-            job.loop.call_soon_threadsafe(_resolve, job.future, outcome)
+            by_loop.setdefault(job.loop, []).append((job.future, outcome))
+        for loop, answers in by_loop.items():
+            loop.call_soon_threadsafe(_resolve_all, answers)
 
     def _commit(self, jobs: list[Job]) -> list[Outcome]:
         for _attempt in range(3):
@@ -468,6 +474,7 @@ class MoneyWriter:
         raise RuntimeError("serial records kept changing under the money batch")
 
 
-def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
-    if not future.done():  # the connection may have gone meanwhile
-        future.set_result(outcome)
+def _resolve_all(answers: list[tuple[asyncio.Future[Outcome], Outcome]]) -> None:
+    for future, outcome in answers:
+        if not future.done():  # the connection may have gone meanwhile
+            future.set_result(outcome)
