@@ -48,9 +48,9 @@ from teleserve.payments.schemas import PaymentRequest
 from teleserve.terminals import service as terminals
 from tests.catalog.helpers import CATALOG_ADMIN, standard_catalog
 from tests.customers.conftest import make_id
-from tests.terminals.conftest import ADMIN, GZ_OPS, register, tree  # noqa: F401 (fixtures)
+from tests.terminals.conftest import ADMIN, GZ_OPS, install_key, register, tree  # noqa: F401 (fixtures)
 
-from .test_server import _install_key, business, kiosk, sign_on, start  # noqa: F401
+from .test_server import business, kiosk, sign_on, start  # noqa: F401
 from .tsp_client import Client, body_of, build, mac_ok
 from .vectors import MASTER_KEY, TERMINAL
 
@@ -79,7 +79,7 @@ def gw(start: Callable[..., GatewayThread], kiosk: str) -> GatewayThread:  # noq
 @pytest.fixture
 def other_kiosk(register: Callable[..., Any], engine: Engine) -> str:  # noqa: F811
     register(OTHER_TERMINAL)
-    _install_key(engine, OTHER_TERMINAL, MASTER_KEY)
+    install_key(engine, OTHER_TERMINAL, MASTER_KEY)
     return OTHER_TERMINAL
 
 

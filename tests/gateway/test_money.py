@@ -25,9 +25,8 @@ from teleserve.payments.schemas import CustomerAccountSpec
 from teleserve.terminals import deposits
 from teleserve.terminals.serials import get_records
 from tests.catalog.helpers import CATALOG_ADMIN, standard_catalog
-from tests.terminals.conftest import register, tree  # noqa: F401 (fixtures)
+from tests.terminals.conftest import install_key, register, tree  # noqa: F401 (fixtures)
 
-from .test_server import _install_key
 from .tsp_client import Client, body_of, build, mac_ok
 from .vectors import CLIENT_NONCE, MASTER_KEY, TERMINAL
 
@@ -77,7 +76,7 @@ def gw(
     line: None,
 ) -> Iterator[GatewayThread]:
     register(TERMINAL)
-    _install_key(engine, TERMINAL, MASTER_KEY)
+    install_key(engine, TERMINAL, MASTER_KEY)
     s = settings.model_copy(
         update={
             "gateway_business_port": 0,
@@ -282,7 +281,7 @@ def test_payments_from_many_connections_are_grouped_and_each_recorded_once(
     terminals = [f"K-{n}" for n in range(6)]
     for terminal in terminals:
         register(terminal)
-        _install_key(engine, terminal, MASTER_KEY)
+        install_key(engine, terminal, MASTER_KEY)
     errors: list[str] = []
 
     def pay(terminal: str) -> None:

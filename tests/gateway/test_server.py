@@ -11,9 +11,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 
-from teleserve.core import crypto
 from teleserve.core.settings import Mode, Settings
 from teleserve.core.uow import UnitOfWork
 from teleserve.gateway.checks import Accepted
@@ -22,9 +21,8 @@ from teleserve.gateway.errors import TspError
 from teleserve.gateway.mac import derive_session_key
 from teleserve.gateway.server import GatewayThread, is_loopback
 from teleserve.terminals import service
-from teleserve.terminals.models import Terminal, TerminalMasterKey
 from teleserve.terminals.serials import get_records
-from tests.terminals.conftest import GZ_OPS, register, tree  # noqa: F401 (fixtures)
+from tests.terminals.conftest import GZ_OPS, install_key, register, tree  # noqa: F401
 
 from .tsp_client import Client, body_of, build, mac_ok, now_ms
 from .vectors import CLIENT_NONCE, MASTER_KEY, TERMINAL
@@ -33,22 +31,10 @@ SIGN_ON_BODY = {"client_nonce": CLIENT_NONCE, "software_version": "1.0.0", "last
 TOKEN = "ab" * 16
 
 
-def _install_key(engine: Engine, terminal_id: str, key: bytes) -> None:
-    """Give a registered terminal a known master key (the test vectors')."""
-    with engine.begin() as conn:
-        pk = conn.execute(select(Terminal.id).where(Terminal.terminal_id == terminal_id)).scalar()
-        sealed = crypto.encrypt(key.hex(), f"terminals.master_key:{terminal_id}")
-        conn.execute(
-            update(TerminalMasterKey)
-            .where(TerminalMasterKey.terminal_pk == pk)
-            .values(key_enc=sealed)
-        )
-
-
 @pytest.fixture
 def kiosk(register: Callable[..., Any], engine: Engine) -> str:  # noqa: F811
     register(TERMINAL)
-    _install_key(engine, TERMINAL, MASTER_KEY)
+    install_key(engine, TERMINAL, MASTER_KEY)
     return TERMINAL
 
 

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 
-from teleserve.core import crypto
 from teleserve.core.settings import Settings
 from teleserve.core.uow import UnitOfWork
 from teleserve.gateway.checks import Accepted
@@ -32,8 +31,7 @@ from teleserve.kiosk.availability import Link
 from teleserve.kiosk.config import Endpoint, KioskConfig
 from teleserve.kiosk.devices.sim import SimPanel
 from teleserve.kiosk.journal import Journal
-from teleserve.terminals.models import Terminal, TerminalMasterKey
-from tests.terminals.conftest import register, tree  # noqa: F401 (fixtures)
+from tests.terminals.conftest import install_key, register, tree  # noqa: F401 (fixtures)
 
 MASTER_KEY = bytes(range(32))
 TERMINAL = "KIOSK-0001"
@@ -215,17 +213,6 @@ class FakeServer:
             9005: self.ack,
             9006: self.journal_upload,
         }
-
-
-def install_key(engine: Engine, terminal_id: str, key: bytes) -> None:
-    with engine.begin() as conn:
-        pk = conn.execute(select(Terminal.id).where(Terminal.terminal_id == terminal_id)).scalar()
-        sealed = crypto.encrypt(key.hex(), f"terminals.master_key:{terminal_id}")
-        conn.execute(
-            update(TerminalMasterKey)
-            .where(TerminalMasterKey.terminal_pk == pk)
-            .values(key_enc=sealed)
-        )
 
 
 @pytest.fixture

@@ -122,3 +122,21 @@ def events(engine: Engine, topic_prefix: str = "terminals.") -> list[tuple[str, 
             .order_by(OutboxMessage.created_at, OutboxMessage.id)
         ).all()
     return [(row.topic, row.payload) for row in rows]
+
+
+def install_key(engine: Engine, terminal_id: str, key: bytes) -> None:
+    """Give a registered terminal a known master key (the TSP/1 test vectors' key), as
+    if the kiosk had been set up with it."""
+    from sqlalchemy import update
+
+    from teleserve.core import crypto
+    from teleserve.terminals.models import Terminal, TerminalMasterKey
+
+    with engine.begin() as conn:
+        pk = conn.execute(select(Terminal.id).where(Terminal.terminal_id == terminal_id)).scalar()
+        sealed = crypto.encrypt(key.hex(), f"terminals.master_key:{terminal_id}")
+        conn.execute(
+            update(TerminalMasterKey)
+            .where(TerminalMasterKey.terminal_pk == pk)
+            .values(key_enc=sealed)
+        )
