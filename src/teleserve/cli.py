@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from teleserve.cli_support import (
+    JsonOption,
+    console,
+    engine_for,
+    fail,
+    in_unit_of_work,
+    out,
+    require_schema,
+)
 from teleserve.core.settings import Mode, Settings, get_settings, use_settings
 
 if TYPE_CHECKING:  # imported where used: the CLI starts fast
@@ -37,31 +43,6 @@ terminal_app = typer.Typer(
 )
 app.add_typer(terminal_app, name="terminal")
 
-console = Console(stderr=True)
-T = TypeVar("T")
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-
-
-def _out(data: dict[str, Any], as_json: bool, human: str | None = None) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
-    else:
-        console.print(human if human is not None else data)
-
-
-def _fail(message: str, as_json: bool, code: int = 1) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps({"ok": False, "error": message}, ensure_ascii=False) + "\n")
-    else:
-        console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
-def _engine(settings: Settings) -> Any:
-    from teleserve.core.db import make_engine
-
-    return make_engine(settings.database_url)
-
 
 def _sqlite_path(url: str) -> Path:
     return Path(url.split("sqlite:///", 1)[1])
@@ -78,7 +59,7 @@ def db_upgrade(as_json: JsonOption = False) -> None:
     settings = get_settings()
     migrate.upgrade(settings.database_url)
     head = migrate.head_revision(settings.database_url)
-    _out({"ok": True, "revision": head}, as_json, f"schema at revision {head}")
+    out({"ok": True, "revision": head}, as_json, f"schema at revision {head}")
 
 
 @db_app.command("backup")
@@ -89,7 +70,7 @@ def db_backup(
     """Online backup of the SQLite database (safe while the server runs)."""
     settings = get_settings()
     if not settings.is_sqlite:
-        _fail(
+        fail(
             "PostgreSQL is backed up with its own tools: "
             "pg_dump --format=custom --file=teleserve.dump <database> "
             "(and pg_restore to restore), or continuous archiving with a base backup "
@@ -99,16 +80,16 @@ def db_backup(
         )
     source = _sqlite_path(settings.database_url)
     if not source.exists():
-        _fail(f"no database at {source}", as_json)
+        fail(f"no database at {source}", as_json)
     if target.exists():
-        _fail(f"{target} exists; refusing to overwrite it", as_json)
+        fail(f"{target} exists; refusing to overwrite it", as_json)
     with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
         src.backup(dst, pages=1024)
     with sqlite3.connect(target) as check:
         result = check.execute("PRAGMA integrity_check").fetchone()[0]
     if result != "ok":
-        _fail(f"backup failed its integrity check: {result}", as_json)
-    _out(
+        fail(f"backup failed its integrity check: {result}", as_json)
+    out(
         {"ok": True, "backup": str(target), "bytes": target.stat().st_size},
         as_json,
         f"backed up {source} to {target} ({target.stat().st_size:,} bytes, integrity ok)",
@@ -124,19 +105,19 @@ def db_restore(
     """Replace the SQLite database with a backup (stop the server first)."""
     settings = get_settings()
     if not settings.is_sqlite:
-        _fail("restore PostgreSQL with pg_restore from a pg_dump backup", as_json, code=2)
+        fail("restore PostgreSQL with pg_restore from a pg_dump backup", as_json, code=2)
     if not source.exists():
-        _fail(f"no backup at {source}", as_json)
+        fail(f"no backup at {source}", as_json)
     with sqlite3.connect(source) as check:
         result = check.execute("PRAGMA integrity_check").fetchone()[0]
     if result != "ok":
-        _fail(f"{source} failed its integrity check: {result}", as_json)
+        fail(f"{source} failed its integrity check: {result}", as_json)
     if not yes:
-        _fail("restoring replaces the current database: add --yes", as_json, code=2)
+        fail("restoring replaces the current database: add --yes", as_json, code=2)
     target = _sqlite_path(settings.database_url)
     with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
         src.backup(dst)
-    _out({"ok": True, "restored": str(target)}, as_json, f"restored {target} from {source}")
+    out({"ok": True, "restored": str(target)}, as_json, f"restored {target} from {source}")
 
 
 # -- audit ---------------------------------------------------------------------------
@@ -149,10 +130,10 @@ def audit_verify(as_json: JsonOption = False) -> None:
 
     settings = get_settings()
     report = audit.verify(
-        _engine(settings), settings.audit_checkpoint_dir, settings.audit_signing_key_file
+        engine_for(settings), settings.audit_checkpoint_dir, settings.audit_signing_key_file
     )
     if as_json:
-        _out(report.as_dict(), True)
+        out(report.as_dict(), True)
     elif report.ok:
         console.print(
             f"[green]audit log intact[/green]: {report.records:,} records in "
@@ -175,24 +156,12 @@ def audit_checkpoint(as_json: JsonOption = False) -> None:
 
     settings = get_settings()
     path = audit.checkpoint(
-        _engine(settings), settings.audit_checkpoint_dir, settings.audit_signing_key_file
+        engine_for(settings), settings.audit_checkpoint_dir, settings.audit_signing_key_file
     )
-    _out({"ok": True, "checkpoint": str(path)}, as_json, f"checkpoint written to {path}")
+    out({"ok": True, "checkpoint": str(path)}, as_json, f"checkpoint written to {path}")
 
 
 # -- serve / demo ----------------------------------------------------------------------
-
-
-def _require_schema(settings: Settings, engine: Any) -> None:
-    from teleserve.core import migrate
-
-    current, head = migrate.current_revision(engine), migrate.head_revision(settings.database_url)
-    if current != head:
-        console.print(
-            f"[red]the database schema is at {current or 'nothing'}, this release needs "
-            f"{head}[/red]: run 'teleserve db upgrade' first"
-        )
-        raise typer.Exit(2)
 
 
 def _run_server(
@@ -217,8 +186,8 @@ def _run_server(
 
     settings.check()
     configure_logging(settings.log_level, json_output=settings.log_json)
-    engine = _engine(settings)
-    _require_schema(settings, engine)
+    engine = engine_for(settings)
+    require_schema(settings, engine)
     tasks.load_all()
     stop = threading.Event()
     worker_thread = None
@@ -300,14 +269,14 @@ def seed(
     from teleserve.demo.seed import seed_database
 
     settings = get_settings()
-    engine = _engine(settings)
-    _require_schema(settings, engine)
+    engine = engine_for(settings)
+    require_schema(settings, engine)
     result = seed_database(
         engine,
         customers=settings.seed_customers if customers is None else customers,
         progress=not as_json,
     )
-    _out(result.as_dict(), as_json, result.summary())
+    out(result.as_dict(), as_json, result.summary())
 
 
 @app.command()
@@ -356,7 +325,7 @@ def demo(
     # re-raises SIGTERM after its shutdown and the process ends before cleaning up.
     signal.signal(signal.SIGTERM, _interrupt)
     migrate.upgrade(settings.database_url)
-    engine = _engine(settings)
+    engine = engine_for(settings)
     result = seed_database(engine, customers=customers, progress=True) if fresh else None
     plans = (
         demo_kiosks.register_demo_kiosks(engine, folder, kiosks_per_hall) if kiosks_per_hall else []
@@ -480,27 +449,6 @@ def _start_demo_kiosks(
     return rows
 
 
-def _in_unit_of_work(action: Callable[[Any], T], as_json: bool) -> T:
-    """Run a service call as the system in one committed unit of work; a domain error is
-    printed in the operator's language and exits 1 with nothing changed."""
-    from teleserve.core.errors import DomainError
-    from teleserve.core.uow import UnitOfWork
-
-    settings = get_settings()
-    engine = _engine(settings)
-    _require_schema(settings, engine)
-    try:
-        with UnitOfWork(engine) as uow:
-            result = action(uow)
-            uow.commit()
-            return result
-    except DomainError as exc:
-        _fail(exc.render(settings.default_locale), as_json)
-        raise  # unreachable: _fail exits
-    finally:
-        engine.dispose()
-
-
 # -- users -----------------------------------------------------------------------------
 
 
@@ -529,8 +477,8 @@ def user_create(
         unit = iam.get_org_unit_by_code(uow, org)
         return iam.create_user(uow, username, name, password, unit.id, role)
 
-    user = _in_unit_of_work(create, as_json)
-    _out(
+    user = in_unit_of_work(create, as_json)
+    out(
         {"ok": True, "user_id": user.id, "username": user.username, "org": org, "roles": role},
         as_json,
         f"created {user.username} in {org} with roles {', '.join(role)}",
@@ -551,9 +499,9 @@ def api_client_create(
         unit = iam.get_org_unit_by_code(uow, org)
         return iam.create_api_client(uow, name, unit.id, scopes.replace(",", " "))
 
-    created = _in_unit_of_work(create, as_json)
+    created = in_unit_of_work(create, as_json)
     client = created.client
-    _out(
+    out(
         {
             "ok": True,
             "client_id": client.client_id,
@@ -598,8 +546,8 @@ def terminal_register(
         "description": description,
         "device_mode": device_mode,
     }
-    created = _in_unit_of_work(lambda uow: terminals.register_terminal(uow, spec), as_json)
-    _out(
+    created = in_unit_of_work(lambda uow: terminals.register_terminal(uow, spec), as_json)
+    out(
         {
             "ok": True,
             "terminal": _terminal_json(created.terminal),
@@ -624,12 +572,12 @@ def terminal_rotate_key(
     """Issue a new master key (printed once); the old one stays valid for a grace period."""
     from teleserve.terminals import service as terminals
 
-    rotated = _in_unit_of_work(
+    rotated = in_unit_of_work(
         lambda uow: terminals.rotate_master_key(uow, terminal_id, grace_hours=grace_hours),
         as_json,
     )
     until = rotated.previous_key_valid_until
-    _out(
+    out(
         {"ok": True, **rotated.model_dump(mode="json")},
         as_json,
         f"rotated the master key of {terminal_id}\nmaster_key {rotated.master_key}\n"
@@ -645,8 +593,8 @@ def _terminal_status_command(verb: str, action_name: str, doc: str) -> None:
         from teleserve.terminals import service as terminals
 
         action = getattr(terminals, action_name)
-        terminal = _in_unit_of_work(lambda uow: action(uow, terminal_id, reason), as_json)
-        _out(
+        terminal = in_unit_of_work(lambda uow: action(uow, terminal_id, reason), as_json)
+        out(
             {"ok": True, "terminal": _terminal_json(terminal)},
             as_json,
             f"{terminal_id} is now {terminal.status.value}",
@@ -696,11 +644,11 @@ def terminal_list(
     """The registered terminals, by id."""
     from teleserve.terminals import service as terminals
 
-    found = _in_unit_of_work(
+    found = in_unit_of_work(
         lambda uow: terminals.list_terminals(uow, site=site, status=status), as_json
     )
     if as_json:
-        _out({"ok": True, "terminals": [_terminal_json(t) for t in found]}, True)
+        out({"ok": True, "terminals": [_terminal_json(t) for t in found]}, True)
         return
     table = Table(title=f"{len(found)} terminals")
     for column in ("id", "name", "status", "device mode", "key", "site path"):

@@ -9,74 +9,22 @@ unit of work, and exits 1 with the error in the operator's language and nothing 
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console
 from rich.table import Table
 
-from teleserve.core.settings import get_settings
+from teleserve.cli_support import JsonOption, console, fail, in_unit_of_work, out
 
 app = typer.Typer(help="The kiosk fleet: alarms, commands, configuration, cash.")
-console = Console(stderr=True)
-T = TypeVar("T")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 TerminalOption = Annotated[str, typer.Option("--id", help="The terminal id (TSP/1 header).")]
 MaybeTerminal = Annotated[str | None, typer.Option("--id", help="Only this terminal.")]
 NoteOption = Annotated[str, typer.Option(help="A note kept with the change (audited).")]
-
-
-def _print(data: dict[str, Any], as_json: bool, human: str) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
-    else:
-        console.print(human)
-
-
-def _fail(message: str, as_json: bool, code: int = 1) -> NoReturn:
-    if as_json:
-        sys.stdout.write(json.dumps({"ok": False, "error": message}, ensure_ascii=False) + "\n")
-    else:
-        console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
-def _run(action: Callable[[Any], T], as_json: bool) -> T:
-    """One service call as the system in a committed unit of work; a domain error is
-    printed in the operator's language and exits 1 with nothing changed."""
-    from teleserve.core import migrate
-    from teleserve.core.db import make_engine
-    from teleserve.core.errors import DomainError
-    from teleserve.core.uow import UnitOfWork
-
-    settings = get_settings()
-    engine = make_engine(settings.database_url)
-    try:
-        current, head = (
-            migrate.current_revision(engine),
-            migrate.head_revision(settings.database_url),
-        )
-        if current != head:
-            _fail(
-                f"the database schema is at {current or 'nothing'}, this release needs {head}: "
-                "run 'teleserve db upgrade' first",
-                as_json,
-                code=2,
-            )
-        with UnitOfWork(engine) as uow:
-            result = action(uow)
-            uow.commit()
-            return result
-    except DomainError as exc:
-        _fail(exc.render(settings.default_locale), as_json)
-    finally:
-        engine.dispose()
 
 
 def _dump(items: Sequence[BaseModel]) -> list[dict[str, Any]]:
@@ -113,12 +61,12 @@ def alarms_list(
     from teleserve.terminals import alarms
 
     wanted = status or ["open", "acknowledged"]
-    found = _run(
+    found = in_unit_of_work(
         lambda uow: alarms.list_alarms(uow, terminal_id=terminal_id, status=wanted, limit=limit),
         as_json,
     )
     if as_json:
-        _print({"ok": True, "alarms": _dump(found)}, True, "")
+        out({"ok": True, "alarms": _dump(found)}, True, "")
         return
     _table(
         f"{len(found)} alarms",
@@ -149,10 +97,8 @@ def alarm_ack(
     """Acknowledge an open alarm (it stops escalating)."""
     from teleserve.terminals import alarms
 
-    alarm = _run(lambda uow: alarms.acknowledge_alarm(uow, alarm_id, note), as_json)
-    _print(
-        {"ok": True, "alarm": alarm.model_dump(mode="json")}, as_json, f"{alarm_id} acknowledged"
-    )
+    alarm = in_unit_of_work(lambda uow: alarms.acknowledge_alarm(uow, alarm_id, note), as_json)
+    out({"ok": True, "alarm": alarm.model_dump(mode="json")}, as_json, f"{alarm_id} acknowledged")
 
 
 @app.command("alarm-clear")
@@ -164,8 +110,8 @@ def alarm_clear(
     """Clear an alarm (the next occurrence opens a new one)."""
     from teleserve.terminals import alarms
 
-    alarm = _run(lambda uow: alarms.clear_alarm(uow, alarm_id, note), as_json)
-    _print({"ok": True, "alarm": alarm.model_dump(mode="json")}, as_json, f"{alarm_id} cleared")
+    alarm = in_unit_of_work(lambda uow: alarms.clear_alarm(uow, alarm_id, note), as_json)
+    out({"ok": True, "alarm": alarm.model_dump(mode="json")}, as_json, f"{alarm_id} cleared")
 
 
 # -- remote commands -------------------------------------------------------------------
@@ -182,8 +128,10 @@ def command_queue(
     """Queue a remote command (delivered with the terminal's next status report)."""
     from teleserve.terminals import fleet
 
-    queued = _run(lambda uow: fleet.queue_command(uow, terminal_id, command_type), as_json)
-    _print(
+    queued = in_unit_of_work(
+        lambda uow: fleet.queue_command(uow, terminal_id, command_type), as_json
+    )
+    out(
         {"ok": True, "command": queued.model_dump(mode="json")},
         as_json,
         f"queued {queued.type} for {terminal_id}: {queued.command_id}",
@@ -199,8 +147,8 @@ def command_cancel(
     """Withdraw a command the terminal has not acknowledged."""
     from teleserve.terminals import fleet
 
-    cancelled = _run(lambda uow: fleet.cancel_command(uow, command_id, reason), as_json)
-    _print(
+    cancelled = in_unit_of_work(lambda uow: fleet.cancel_command(uow, command_id, reason), as_json)
+    out(
         {"ok": True, "command": cancelled.model_dump(mode="json")},
         as_json,
         f"{command_id} cancelled",
@@ -216,11 +164,11 @@ def commands_list(
     """Remote commands, newest first."""
     from teleserve.terminals import fleet
 
-    found = _run(
+    found = in_unit_of_work(
         lambda uow: fleet.list_commands(uow, terminal_id=terminal_id, active_only=active), as_json
     )
     if as_json:
-        _print({"ok": True, "commands": _dump(found)}, True, "")
+        out({"ok": True, "commands": _dump(found)}, True, "")
         return
     _table(
         f"{len(found)} commands",
@@ -260,11 +208,11 @@ def config_publish(
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        _fail(f"cannot read a JSON configuration from {config_file}: {exc}", as_json)
-    published = _run(
+        fail(f"cannot read a JSON configuration from {config_file}: {exc}", as_json)
+    published = in_unit_of_work(
         lambda uow: fleet.publish_config(uow, scope, config, target=target, note=note), as_json
     )
-    _print(
+    out(
         {"ok": True, "config": published.model_dump(mode="json")},
         as_json,
         f"published configuration version {published.version} ({published.scope} {target})",
@@ -276,9 +224,9 @@ def configs_list(as_json: JsonOption = False) -> None:
     """Published configuration versions, newest first."""
     from teleserve.terminals import fleet
 
-    found = _run(lambda uow: fleet.list_config_versions(uow), as_json)
+    found = in_unit_of_work(lambda uow: fleet.list_config_versions(uow), as_json)
     if as_json:
-        _print({"ok": True, "configs": _dump(found)}, True, "")
+        out({"ok": True, "configs": _dump(found)}, True, "")
         return
     _table(
         f"{len(found)} configuration versions",
@@ -310,11 +258,11 @@ def collections_list(
     from teleserve.terminals import cash
 
     first = _day(since, as_json) if since else None
-    found = _run(
+    found = in_unit_of_work(
         lambda uow: cash.list_collections(uow, terminal_id=terminal_id, since=first), as_json
     )
     if as_json:
-        _print({"ok": True, "collections": _dump(found)}, True, "")
+        out({"ok": True, "collections": _dump(found)}, True, "")
         return
     _table(
         f"{len(found)} collections",
@@ -344,11 +292,11 @@ def exceptions_list(
     from teleserve.terminals import cash
 
     wanted = None if status == "all" else status
-    found = _run(
+    found = in_unit_of_work(
         lambda uow: cash.list_exceptions(uow, terminal_id=terminal_id, status=wanted), as_json
     )
     if as_json:
-        _print({"ok": True, "exceptions": _dump(found)}, True, "")
+        out({"ok": True, "exceptions": _dump(found)}, True, "")
         return
     _table(
         f"{len(found)} exceptions",
@@ -377,8 +325,8 @@ def exception_resolve(
     """Close a surplus or shortage with an explanation."""
     from teleserve.terminals import cash
 
-    resolved = _run(lambda uow: cash.resolve_exception(uow, exception_id, note), as_json)
-    _print(
+    resolved = in_unit_of_work(lambda uow: cash.resolve_exception(uow, exception_id, note), as_json)
+    out(
         {"ok": True, "exception": resolved.model_dump(mode="json")},
         as_json,
         f"{exception_id} resolved",
@@ -392,7 +340,7 @@ def _day(value: str, as_json: bool) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        _fail(f"not a date (YYYY-MM-DD): {value}", as_json)
+        fail(f"not a date (YYYY-MM-DD): {value}", as_json)
 
 
 @app.command("availability")
@@ -406,12 +354,12 @@ def availability_day(
     from teleserve.terminals import availability
 
     wanted = _day(day, as_json)
-    found = _run(
+    found = in_unit_of_work(
         lambda uow: availability.availability(uow, wanted, terminal_id=terminal_id, site=site),
         as_json,
     )
     if as_json:
-        _print({"ok": True, "availability": _dump(found)}, True, "")
+        out({"ok": True, "availability": _dump(found)}, True, "")
         return
     _table(
         f"availability on {wanted.isoformat()}",
@@ -430,14 +378,14 @@ def reconciliations_list(
     from teleserve.terminals import journal
 
     wanted = _day(day, as_json) if day else None
-    found = _run(
+    found = in_unit_of_work(
         lambda uow: journal.list_reconciliations(
             uow, terminal_id=terminal_id, business_date=wanted
         ),
         as_json,
     )
     if as_json:
-        _print({"ok": True, "reconciliations": _dump(found)}, True, "")
+        out({"ok": True, "reconciliations": _dump(found)}, True, "")
         return
     _table(
         f"{len(found)} reconciliations",
