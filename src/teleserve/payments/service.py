@@ -818,36 +818,23 @@ def _hold_reversed_cash(
     conn = uow.connection
     customer_account = row["ledger_account_id"]
     maintained = {customer_account} if customer_account else set()
-    suspense = ledger.account_id_for(ledger.SUSPENSE)
-    ledger.ensure_system_accounts(conn, {ledger.SUSPENSE: "/"}, currency=row["currency"], now=now)
     if row["status"] == PaymentStatus.pending:
-        ledger.resolve_pending(
-            conn,
-            _pending_transfer_id(conn, row["id"]),
-            post=False,
-            now=now,
-            day=day,
-            maintained=maintained,
-        )
-        move = ledger.Transfer(
-            new_id(),
-            TransferKind.hold,
-            row["source_account_id"],
-            suspense,
-            row["amount"],
-            payment_id=row["id"],
-        )
+        pending_id = _pending_transfer_id(conn, row["id"])
+        _pending_to_suspense(conn, row, pending_id, now, day, maintained)
     else:
+        ledger.ensure_system_accounts(
+            conn, {ledger.SUSPENSE: "/"}, currency=row["currency"], now=now
+        )
         move = ledger.Transfer(
             new_id(),
             TransferKind.hold,
             customer_account,
-            suspense,
+            ledger.account_id_for(ledger.SUSPENSE),
             row["amount"],
             payment_id=row["id"],
             reverses_id=_last_posted_into(conn, row["id"], customer_account),
         )
-    ledger.write_transfers(conn, [move], now=now, day=day, maintained=maintained)
+        ledger.write_transfers(conn, [move], now=now, day=day, maintained=maintained)
     _set_payment(
         uow,
         row["id"],
@@ -859,6 +846,31 @@ def _hold_reversed_cash(
         reversal_reason=reason,
     )
     _announce_reversal(uow, row, reason, PaymentStatus.held.value, reference)
+
+
+def _pending_to_suspense(
+    conn: Connection,
+    row: RowMapping,
+    pending_transfer_id: str,
+    now: datetime,
+    day: date,
+    maintained: Collection[str],
+) -> None:
+    """Void a payment's pending transfer and hold its money instead: source → suspense
+    (a pending payment whose account closed, or a pending cash payment reversed)."""
+    ledger.resolve_pending(
+        conn, pending_transfer_id, post=False, now=now, day=day, maintained=maintained
+    )
+    ledger.ensure_system_accounts(conn, {ledger.SUSPENSE: "/"}, currency=row["currency"], now=now)
+    hold = ledger.Transfer(
+        new_id(),
+        TransferKind.hold,
+        row["source_account_id"],
+        ledger.account_id_for(ledger.SUSPENSE),
+        row["amount"],
+        payment_id=row["id"],
+    )
+    ledger.write_transfers(conn, [hold], now=now, day=day, maintained=set())
 
 
 def post_pending(uow: UnitOfWork, payment_id: str) -> PaymentView:
@@ -887,21 +899,7 @@ def post_pending(uow: UnitOfWork, payment_id: str) -> PaymentView:
         detail: dict[str, Any] = {}
     else:
         new_status = _transition(row, "hold")
-        ledger.resolve_pending(
-            conn, transfer_id, post=False, now=now, day=day, maintained={account_id}
-        )
-        ledger.ensure_system_accounts(
-            conn, {ledger.SUSPENSE: "/"}, currency=row["currency"], now=now
-        )
-        hold = ledger.Transfer(
-            new_id(),
-            TransferKind.hold,
-            row["source_account_id"],
-            ledger.account_id_for(ledger.SUSPENSE),
-            row["amount"],
-            payment_id=row["id"],
-        )
-        ledger.write_transfers(conn, [hold], now=now, day=day, maintained=set())
+        _pending_to_suspense(conn, row, transfer_id, now, day, {account_id})
         reason = HeldReason.account_closed.value
         _set_payment(
             uow,
