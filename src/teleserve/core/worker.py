@@ -355,28 +355,13 @@ def _processed(engine: Engine, message_id: str) -> set[str]:
         )
 
 
-def _mark_done(uow: UnitOfWork, message: Message) -> None:
+def _mark_done(uow: UnitOfWork, *messages: Message) -> None:
     table = table_of(OutboxMessage)
     uow.connection.execute(
         update(table)
-        .where(table.c.id == message.id, table.c.status == OutboxStatus.pending)
+        .where(table.c.id.in_([m.id for m in messages]), table.c.status == OutboxStatus.pending)
         .values(status=OutboxStatus.done, done_at=utcnow(), locked_until=None)
     )
-
-
-def _mark_all_done(engine: Engine, messages: list[Message]) -> None:
-    """``_mark_done`` for many messages in one transaction."""
-    table = table_of(OutboxMessage)
-    with UnitOfWork(engine, SYSTEM) as uow:
-        uow.connection.execute(
-            update(table)
-            .where(
-                table.c.id.in_([m.id for m in messages]),
-                table.c.status == OutboxStatus.pending,
-            )
-            .values(status=OutboxStatus.done, done_at=utcnow(), locked_until=None)
-        )
-        uow.commit()
 
 
 class _AlreadyProcessed(Exception):
@@ -575,7 +560,9 @@ def run_once(
         and reg.is_event(m.topic)
     ]
     if unheard:
-        _mark_all_done(engine, unheard)
+        with UnitOfWork(engine, SYSTEM) as uow:
+            _mark_done(uow, *unheard)
+            uow.commit()
         stats.processed += len(unheard)
         MESSAGES.labels("processed").inc(len(unheard))
     acknowledged = {m.id for m in unheard}
