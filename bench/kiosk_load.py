@@ -148,7 +148,7 @@ def _prepare(
 
 @contextlib.contextmanager
 def _server(
-    url: str, folder: Path, port: int, management_port: int, count: int = 1
+    url: str, folder: Path, port: int, management_port: int, count: int = 1, fronts: int = 0
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """The server as deployed. SQLite: one process (the CLI refuses a split) — HTTP,
     gateway and the outbox worker together. PostgreSQL: ``count`` gateway-only processes
@@ -167,6 +167,7 @@ def _server(
         "TELESERVE_GATEWAY_TERMINAL_CACHE_S": "3600",
         # Thousands of terminals connect from this one loopback address.
         "TELESERVE_GATEWAY_CONNECTIONS_PER_ADDRESS_PER_MINUTE": "0",
+        "TELESERVE_GATEWAY_PROCESSES": str(fronts),
     }
     sqlite = url.startswith("sqlite")
     if sqlite and count != 1:
@@ -222,10 +223,25 @@ def _server(
             log.close()
 
 
+def _family(pids: list[int]) -> list[int]:
+    """The server processes and their descendants (gateway front processes)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(stat[1])
+    family = [pid for pid in pids if pid in parents]
+    for pid in family:  # grows while it is walked: children, then theirs
+        family.extend(child for child, parent in parents.items() if parent == pid)
+    return family
+
+
 def _proc_status(pids: list[int], field_name: str) -> int:
-    """A ``kB`` figure of /proc/PID/status summed over the server processes, in bytes."""
+    """A ``kB`` figure of /proc/PID/status summed over the server processes and their
+    children, in bytes."""
     total = 0
-    for pid in pids:
+    for pid in _family(pids):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(field_name + ":"):
                 total += int(line.split()[1]) * 1024
@@ -234,7 +250,7 @@ def _proc_status(pids: list[int], field_name: str) -> int:
 
 def _cpu_seconds(pids: list[int]) -> float:
     total = 0.0
-    for pid in pids:
+    for pid in _family(pids):
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
@@ -493,7 +509,7 @@ def run(args: argparse.Namespace, url: str, folder: Path, pg: tuple[str, str] | 
     )
     keys, numbers = _prepare(url, folder, args.customers, count)
     port, management = _free_port(), _free_port()
-    with _server(url, folder, port, management, args.gateways) as servers:
+    with _server(url, folder, port, management, args.gateways, args.fronts) as servers:
         pids = [server.pid for server in servers]
         if args.idle:
             result = asyncio.run(_idle(args, keys, port, pids))
@@ -501,6 +517,8 @@ def run(args: argparse.Namespace, url: str, folder: Path, pg: tuple[str, str] | 
             result = asyncio.run(_load(args, keys, numbers, port, pids))
     limits = _limits(args, folder, pg)
     processes = f"{args.gateways} gateway processes" if args.gateways > 1 else "one process"
+    if args.fronts:
+        processes += f" + {args.fronts} front processes each"
     table = Table(title=f"TSP/1 gateway, {args.db}, {processes}, {os.cpu_count()} CPUs")
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -554,6 +572,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--gateways", type=int, default=1, help="gateway processes (PostgreSQL only)"
+    )
+    parser.add_argument(
+        "--fronts",
+        type=int,
+        default=0,
+        help="gateway front processes (TELESERVE_GATEWAY_PROCESSES; 0: all in one process)",
     )
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     parser.add_argument("--seed", type=int, default=7)

@@ -25,7 +25,8 @@ from teleserve.core.settings import Mode, Settings, get_settings, use_settings
 if TYPE_CHECKING:  # imported where used: the CLI starts fast
     from teleserve.demo.customers import KioskPlan
     from teleserve.demo.fleet import DemoFleet
-    from teleserve.gateway.server import Bound
+    from teleserve.gateway.processes import GatewayProcesses
+    from teleserve.gateway.server import Bound, GatewayThread
 
 app = typer.Typer(
     help="Teleserve: telecom customer service and self-service.", no_args_is_help=True
@@ -196,20 +197,32 @@ def _run_server(
             target=run_forever, args=(engine, stop), name="outbox-worker", daemon=True
         )
         worker_thread.start()
-    gateway = None
+    gateway: GatewayThread | GatewayProcesses | None = None
     bound: Bound | None = None
     if role in ("all", "gateway"):
+        from teleserve.gateway.processes import GatewayProcesses
         from teleserve.gateway.server import GatewayThread
 
-        gateway = GatewayThread(engine, settings)
+        if settings.gateway_processes > 0:
+            gateway = GatewayProcesses(engine, settings)
+        else:
+            gateway = GatewayThread(engine, settings)
         bound = gateway.start()
+        fronts = settings.gateway_processes
         console.print(
             f"TSP/1 gateway on {bound.host}: business :{bound.business_port}, "
-            f"management :{bound.management_port}" + (" (TLS)" if gateway.gateway.tls else "")
+            f"management :{bound.management_port}"
+            + (" (TLS)" if gateway.tls else "")
+            + (f", {fronts} front processes" if fronts else "")
         )
     for line in banner or []:
         console.print(line)
     stop_extra: Callable[[], None] | None = None
+    # SIGTERM (a service manager's stop) ends the server the way Ctrl-C does, through
+    # the clean-up below: the money writer commits what it holds and the gateway's
+    # front processes are stopped. (uvicorn re-raises the signal it caught once it has
+    # shut down; without this handler that killed the process before the clean-up.)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if on_listening is not None:
             stop_extra = on_listening(bound)

@@ -106,8 +106,9 @@ def setup(database: str, tmp_path: Path) -> Iterator[Setup]:
 class Server:
     """``teleserve serve`` as deployed, on fixed loopback ports so it can be restarted."""
 
-    def __init__(self, setup: Setup) -> None:
+    def __init__(self, setup: Setup, fronts: int = 0) -> None:
         self.setup = setup
+        self.fronts = fronts  # gateway front processes (settings.gateway_processes)
         self.port = free_port()
         self.management_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -126,6 +127,7 @@ class Server:
             "TELESERVE_AUDIT_SIGNING_KEY_FILE": str(folder / "audit.key"),
             "TELESERVE_GATEWAY_BUSINESS_PORT": str(self.port),
             "TELESERVE_GATEWAY_MANAGEMENT_PORT": str(self.management_port),
+            "TELESERVE_GATEWAY_PROCESSES": str(self.fronts),
         }
         self.starts += 1
         log = (folder / f"server-{self.starts}.log").open("wb")
@@ -142,6 +144,19 @@ class Server:
                 return
             assert time.monotonic() < deadline, "the gateway did not listen"
             time.sleep(0.1)
+
+    def front_pids(self) -> list[int]:
+        """The gateway front processes the server started (its spawned children)."""
+        assert self.process is not None
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent == self.process.pid and b"spawn_main" in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+        return found
 
     def kill(self) -> None:
         assert self.process is not None

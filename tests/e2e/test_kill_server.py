@@ -11,14 +11,17 @@ notes stacked into it.
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
+import signal
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from teleserve.core.actor import SYSTEM
@@ -138,8 +141,21 @@ class Kiosk(threading.Thread):
             self.failure = exc
 
 
-def test_kill_9_during_a_burst_loses_and_doubles_no_payment(setup: Setup):  # noqa: F811
-    server = Server(setup)
+@pytest.mark.parametrize(
+    ("fronts", "victim"),
+    [(0, "server"), (2, "server"), (2, "fronts")],
+    ids=["one-process", "fronts-kill-server", "fronts-kill-the-fronts"],
+)
+def test_kill_9_during_a_burst_loses_and_doubles_no_payment(
+    setup: Setup,  # noqa: F811
+    fronts: int,
+    victim: str,
+):
+    """The whole server killed (with front processes: the serve process, whose fronts
+    then exit on their own), or the front processes killed while the serve process and
+    its money writer run on (it starts new fronts; every connection was on one of the
+    killed ones)."""
+    server = Server(setup, fronts)
     server.start()
     try:
         kiosks = [Kiosk(t, k, server.port, setup.numbers) for t, k in setup.keys.items()]
@@ -150,9 +166,15 @@ def test_kill_9_during_a_burst_loses_and_doubles_no_payment(setup: Setup):  # no
         while sum(bool(e.answers) for k in kiosks for e in k.journal) < TERMINALS * 5:
             assert time.monotonic() < deadline, "no payments answered before the kill"
             time.sleep(0.01)
-        server.kill()
-        time.sleep(0.5)
-        server.start()
+        if victim == "server":
+            server.kill()
+            time.sleep(0.5)
+            server.start()
+        else:
+            pids = server.front_pids()
+            assert len(pids) == fronts
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
         for kiosk in kiosks:
             kiosk.join(150)
             assert not kiosk.is_alive(), "a terminal is still resending"

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     # Let several ``serve --role gateway`` processes listen on the same ports (PostgreSQL
     # only; each process keeps its own sessions: docs/gateway.md, "Still to come").
     gateway_reuse_port: bool = False
+    # Front processes for the TSP connections (gateway.processes, docs/gateway.md
+    # "Processes"): 0 runs the whole gateway in the serve process; N > 0 starts N
+    # processes that take the connections and hand payments to the money writer, which
+    # stays in the serve process (on SQLite too: it stays the one writer).
+    gateway_processes: int = Field(default=1, ge=0, le=64)
 
     # Kiosk payment limits (PROTOCOL.md): accepted note values in fen and the largest
     # payment; a payment outside them is recorded held, never refused.

@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -60,7 +60,7 @@ from teleserve.gateway.frame import (
     Truncated,
 )
 from teleserve.gateway.mac import derive_session_key, new_server_nonce, parse_nonce
-from teleserve.gateway.money import Answer, MoneyWriter
+from teleserve.gateway.money import Answer, Outcome
 from teleserve.gateway.multiframe import answer_frames
 from teleserve.gateway.reply import answer, signed_frame
 from teleserve.gateway.sessions import SESSION_LIFETIME_MS, Holder, SessionTable
@@ -106,6 +106,13 @@ def _is_read_only(handler: Handler) -> bool:
     return bool(getattr(handler, "read_only", False))
 
 
+class MoneyDesk(Protocol):
+    """Where 2001 / 2002 go: the money writer of this process (``money.MoneyWriter``)
+    or a front process's link to it (``processes.RemoteMoneyWriter``)."""
+
+    async def submit(self, accepted: Accepted, entry: TerminalEntry) -> Outcome: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     frames: list[bytes]
@@ -135,7 +142,7 @@ class Dispatcher:
         *,
         handlers: Mapping[int, Handler] | None = None,
         directory: TerminalDirectory | None = None,
-        money: MoneyWriter | None = None,
+        money: MoneyDesk | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -172,6 +179,18 @@ class Dispatcher:
         )
         self._terminal_rate = Rate(max(settings.gateway_requests_per_terminal_per_minute, 1), 60)
         self._background: set[asyncio.Task[None]] = set()
+        # Called with (terminal_id, session_id) after each SIGN_ON: a front process tells
+        # the others (gateway.processes), which close that terminal's older connection.
+        self.on_sign_on: Callable[[str, str], None] | None = None
+
+    def session_elsewhere(self, terminal_id: str, session_id: str) -> None:
+        """The terminal signed on in another process: its session here, if any, ends and
+        its connection closes (PROTOCOL.md: a new SIGN_ON ends the older session)."""
+        holder = self.sessions.holder_of(terminal_id)
+        if holder is None or holder.session is None or holder.session.session_id == session_id:
+            return
+        self.sessions.end(holder)
+        holder.close()
 
     # -- admission -----------------------------------------------------------------
     def address_blocked(self, host: str) -> bool:
@@ -330,6 +349,8 @@ class Dispatcher:
         older = self.sessions.sign_on(holder, session)
         if older is not None:
             older.close()
+        if self.on_sign_on is not None:
+            self.on_sign_on(h.terminal_id, session.session_id)
         body = {
             "session_id": session.session_id,
             "server_nonce": server_nonce.hex(),

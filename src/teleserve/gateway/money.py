@@ -374,10 +374,15 @@ class MoneyWriter:
             thread.start()
 
     async def submit(self, accepted: Accepted, entry: TerminalEntry) -> Outcome:
+        return await self.enqueue(accepted, entry)
+
+    def enqueue(self, accepted: Accepted, entry: TerminalEntry) -> asyncio.Future[Outcome]:
+        """Queue a payment; the future (of the running loop) gets its outcome after the
+        commit (``gateway.processes`` attaches a callback instead of awaiting it)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         self._queue.put(Job(accepted, entry, loop, future))
-        return await future
+        return future
 
     def stop(self) -> None:
         for _ in self._threads:

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from teleserve.core.logging import get_logger
 from teleserve.core.settings import Settings
-from teleserve.gateway.dispatch import Dispatcher, Handler, Reply
+from teleserve.gateway.dispatch import Dispatcher, Handler, MoneyDesk, Reply
 from teleserve.gateway.money import MoneyWriter
 from teleserve.gateway.receipts import SiteNames
 from teleserve.gateway.sessions import Holder
@@ -73,18 +73,23 @@ class Gateway:
         *,
         handlers: Mapping[int, Handler] | None = None,
         money: bool | None = None,
+        money_desk: MoneyDesk | None = None,
     ) -> None:
         """``handlers`` None: every area's (``gateway.handlers``) and the money writer;
-        given (tests): only those, and the money writer only with ``money=True``."""
+        given (tests): only those, and the money writer only with ``money=True``.
+        ``money_desk``: payments go there instead of to a writer of this process (a
+        front process's link to the money writer, ``gateway.processes``)."""
         self.settings = settings
         if money is None:
-            money = handlers is None
+            money = handlers is None and money_desk is None
         if handlers is None:
             from teleserve.gateway.handlers import installed_handlers
 
             handlers = installed_handlers()
         self.money = MoneyWriter(engine, settings, SiteNames(engine)) if money else None
-        self.dispatcher = Dispatcher(engine, settings, handlers=handlers, money=self.money)
+        self.dispatcher = Dispatcher(
+            engine, settings, handlers=handlers, money=money_desk or self.money
+        )
         self.tls = tls_context(settings)
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -278,6 +283,10 @@ class GatewayThread:
         self.loop.run_forever()
         self.loop.run_until_complete(self.gateway.stop())
         self.loop.close()
+
+    @property
+    def tls(self) -> bool:
+        return self.gateway.tls is not None
 
     def start(self) -> Bound:
         self._thread.start()

@@ -1,0 +1,340 @@
+"""The gateway as several processes (``settings.gateway_processes`` > 0).
+
+Why: one Python process runs one thread of Python at a time. In one process the TSP work
+of thousands of connections (frames, MACs, sessions, answers) and the money writer's
+batches take turns on the same GIL, and a payment costs about 0.95 ms of one core in all
+(BENCHMARKS.md, "Kiosk load"). Split, the money writer keeps a core of its own.
+
+The arrangement::
+
+    terminals ──TCP──▶ front process 1 ─┐   Unix socket (gateway.link)
+    terminals ──TCP──▶ front process 2 ─┼──────────────▶ the serve process:
+                        …               ┘                 MoneyService → MoneyWriter
+                                                          (group commit, one writer
+                                                          on SQLite)
+
+- **Front processes** take the TSP connections on both channels (the kernel spreads new
+  connections over them: ``SO_REUSEPORT``), run the order of checks, sessions, the
+  handlers of everything that is not a payment (with their own database connections:
+  SQLite allows readers beside its writer), and hand each authentic CASH_PAYMENT /
+  CARD_PAYMENT to the money writer over the link.
+- **The serve process** keeps the money writer: SQLite has one writer whatever the
+  number of processes, and its batches grow when every front feeds the same queue.
+- **Sessions across processes:** a SIGN_ON goes over the link to the other fronts, which
+  close the terminal's older connection (PROTOCOL.md: a new SIGN_ON ends the old
+  session) — the same rule as within one process.
+- **Failure:** a front that dies is started again (its terminals reconnect and resend;
+  a payment committed and not answered is answered from its serial record). A front that
+  loses the link (the serve process died) closes its connections without answering and
+  exits: the writer may have committed, so ``90001`` ("nothing was changed") would be a
+  lie. The terminals resend to the restarted server and get the recorded answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import multiprocessing
+import os
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from teleserve.core.logging import get_logger
+from teleserve.core.settings import Settings
+from teleserve.gateway.checks import Accepted
+from teleserve.gateway.directory import TerminalEntry
+from teleserve.gateway.link import ANSWER, PAY, SIGNED_ON, Link, Message, pack_job, unpack_job
+from teleserve.gateway.money import MoneyWriter, Outcome
+from teleserve.gateway.receipts import SiteNames
+from teleserve.gateway.server import Bound
+
+log = get_logger("teleserve.gateway.processes")
+
+READY_TIMEOUT_S = 60.0  # a front imports the package and opens its database first
+SUPERVISE_EVERY_S = 0.5
+
+
+def private_socket_path() -> Path:
+    """A socket path in a fresh directory only this user may enter (mode 0700): nothing
+    else on the machine can connect to the link and hand it pickles."""
+    folder = Path(tempfile.mkdtemp(prefix="teleserve-gateway-"))
+    folder.chmod(0o700)
+    return folder / "money.sock"
+
+
+# -- the serve process's side ------------------------------------------------------------
+class MoneyService:
+    """Takes payments from the front processes and gives them to the money writer;
+    passes each SIGN_ON on to the other fronts."""
+
+    def __init__(self, money: MoneyWriter) -> None:
+        self.money = money
+        self._links: set[Link] = set()
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self, path: Path) -> None:
+        self._server = await asyncio.start_unix_server(self._serve_front, str(path))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for link in list(self._links):
+            link.close()
+
+    async def _serve_front(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        link = Link(reader, writer)
+        self._links.add(link)
+        try:
+            while True:
+                for message in await link.receive():
+                    self._on_message(link, message)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the front went away; answers still due to it are dropped
+        finally:
+            self._links.discard(link)
+            link.close()
+
+    def _on_message(self, link: Link, message: Message) -> None:
+        if message[0] == PAY:
+            accepted, entry = unpack_job(message[2])
+            future = self.money.enqueue(accepted, entry)
+            future.add_done_callback(partial(_answer, link, message[1]))
+        elif message[0] == SIGNED_ON:
+            for other in self._links:
+                if other is not link:
+                    other.send(message)
+        else:
+            log.error("gateway.link_unknown_message", kind=message[0])
+
+
+def _answer(link: Link, request_id: int, future: asyncio.Future[Outcome]) -> None:
+    if not future.cancelled():
+        link.send((ANSWER, request_id, future.result()))
+
+
+# -- a front process's side ----------------------------------------------------------------
+class RemoteMoneyWriter:
+    """The money writer as a front process sees it: ``submit`` like ``MoneyWriter``'s,
+    answered over the link."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._link: Link | None = None
+        self._pending: dict[int, asyncio.Future[Outcome]] = {}
+        self._ids = itertools.count(1)
+        self._reader: asyncio.Task[None] | None = None
+        self.lost = asyncio.Event()
+
+    async def connect(self, on_signed_on: Callable[[str, str], None]) -> None:
+        reader, writer = await asyncio.open_unix_connection(str(self.path))
+        self._link = Link(reader, writer)
+        self._reader = asyncio.get_running_loop().create_task(self._read(on_signed_on))
+
+    async def submit(self, accepted: Accepted, entry: TerminalEntry) -> Outcome:
+        if self._link is None or self.lost.is_set():
+            raise ConnectionError("the money writer is gone")
+        request_id = next(self._ids)
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        self._link.send((PAY, request_id, pack_job(accepted, entry)))
+        try:
+            return await future
+        finally:
+            self._pending.pop(request_id, None)
+
+    def announce_sign_on(self, terminal_id: str, session_id: str) -> None:
+        if self._link is not None and not self.lost.is_set():
+            self._link.send((SIGNED_ON, terminal_id, session_id))
+
+    async def _read(self, on_signed_on: Callable[[str, str], None]) -> None:
+        assert self._link is not None
+        try:
+            while True:
+                for message in await self._link.receive():
+                    if message[0] == ANSWER:
+                        future = self._pending.get(message[1])
+                        if future is not None and not future.done():
+                            future.set_result(message[2])
+                    elif message[0] == SIGNED_ON:
+                        on_signed_on(message[1], message[2])
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.lost.set()
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("the money writer is gone"))
+
+    async def close(self) -> None:
+        if self._link is not None:
+            self._link.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+
+def front_main(settings: Settings, path: Path, ready: Connection) -> None:
+    """A front process (started by ``GatewayProcesses``; ``spawn``, not ``fork``: the
+    serve process has threads and database connections a fork would copy)."""
+    from teleserve.core.db import make_engine
+    from teleserve.core.logging import configure_logging
+    from teleserve.core.settings import use_settings
+
+    # Ctrl-C reaches the whole process group: the serve process stops the fronts itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    use_settings(settings)  # handlers that read the process-wide settings see the same
+    configure_logging(settings.log_level, json_output=settings.log_json)
+    engine = make_engine(settings.database_url)
+    try:
+        asyncio.run(_run_front(engine, settings, path, ready))
+    finally:
+        engine.dispose()
+
+
+async def _run_front(engine: Engine, settings: Settings, path: Path, ready: Connection) -> None:
+    from teleserve.gateway.server import Gateway
+
+    remote = RemoteMoneyWriter(path)
+    gateway = Gateway(engine, settings, money_desk=remote)
+    await remote.connect(gateway.dispatcher.session_elsewhere)
+    gateway.dispatcher.on_sign_on = remote.announce_sign_on
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    bound = await gateway.start()
+    with contextlib.suppress(OSError):  # a restarted front's parent does not wait
+        ready.send((bound.business_port, bound.management_port))
+    ready.close()
+    stopped = loop.create_task(stop.wait())
+    lost = loop.create_task(remote.lost.wait())
+    await asyncio.wait({stopped, lost}, return_when=asyncio.FIRST_COMPLETED)
+    if remote.lost.is_set() and not stop.is_set():
+        log.error("gateway.front_lost_money_writer", pid=os.getpid())
+    stopped.cancel()
+    lost.cancel()
+    await gateway.stop()
+    await remote.close()
+
+
+def _reserve(host: str, port: int) -> socket.socket:
+    """Bind (not listen) ``host:port`` with SO_REUSEPORT: port 0 becomes a concrete port
+    every front can bind too, and the port stays ours while fronts restart."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+class GatewayProcesses:
+    """``serve``'s gateway with ``gateway_processes`` fronts: the money writer and its
+    service on an event loop thread here, the fronts as child processes."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.count = settings.gateway_processes
+        self.money = MoneyWriter(engine, settings, SiteNames(engine))
+        self.service = MoneyService(self.money)
+        self.path = private_socket_path()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="tsp-money-link")
+        self._context = multiprocessing.get_context("spawn")
+        self._fronts: list[tuple[Any, Connection]] = []
+        self._reserved: list[socket.socket] = []
+        self._front_settings: Settings | None = None
+        self._stopping = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, name="tsp-fronts", daemon=True)
+        self.tls = settings.gateway_tls_cert is not None
+
+    def start(self) -> Bound:
+        s = self.settings
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.service.start(self.path), self.loop).result(10)
+        self._reserved = [
+            _reserve(s.gateway_host, s.gateway_business_port),
+            _reserve(s.gateway_host, s.gateway_management_port),
+        ]
+        business, management = (sock.getsockname()[1] for sock in self._reserved)
+        self._front_settings = s.model_copy(
+            update={
+                "gateway_business_port": business,
+                "gateway_management_port": management,
+                "gateway_reuse_port": True,
+            }
+        )
+        self._fronts = [self._spawn() for _ in range(self.count)]
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for process, ready in self._fronts:
+            if not ready.poll(max(deadline - time.monotonic(), 0)):
+                self.stop()
+                raise RuntimeError(f"gateway front process {process.pid} did not start")
+            ready.recv()
+            ready.close()
+        self._supervisor.start()
+        log.info(
+            "gateway.processes_listening",
+            host=s.gateway_host,
+            business_port=business,
+            management_port=management,
+            fronts=self.count,
+        )
+        return Bound(s.gateway_host, business, management)
+
+    def _spawn(self) -> tuple[Any, Connection]:
+        assert self._front_settings is not None
+        receive, send = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=front_main,
+            args=(self._front_settings, self.path, send),
+            name="teleserve-gateway-front",
+            daemon=True,
+        )
+        process.start()
+        send.close()
+        return process, receive
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(SUPERVISE_EVERY_S):
+            for index, (process, ready) in enumerate(self._fronts):
+                if process.is_alive() or self._stopping.is_set():
+                    continue
+                log.warning("gateway.front_restarted", pid=process.pid, exitcode=process.exitcode)
+                ready.close()
+                self._fronts[index] = self._spawn()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for process, _ in self._fronts:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: the front closes its servers and connections
+        for process, _ in self._fronts:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.service.stop(), self.loop).result(10)
+            self.money.stop()
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+        for sock in self._reserved:
+            sock.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+            self.path.parent.rmdir()
