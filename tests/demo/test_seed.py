@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 
 import pytest
@@ -13,7 +14,12 @@ from teleserve.core.errors import NotFound
 from teleserve.core.uow import UnitOfWork
 from teleserve.customers import service as customers
 from teleserve.customers.validation import parse_resident_id
-from teleserve.demo.seed import DEMO_PASSWORD, DEMO_SERVICE_PASSWORD, seed_database
+from teleserve.demo.seed import (
+    DEMO_PASSWORD,
+    DEMO_SERVICE_PASSWORD,
+    _cyclic_gc_paused,
+    seed_database,
+)
 from teleserve.iam import passwords as staff_passwords
 from teleserve.iam import service as iam
 from teleserve.numbers.models import PoolNumber
@@ -101,3 +107,23 @@ def test_seed_refuses_a_database_that_already_has_an_operator(engine, cheap_staf
         seed_database(engine, customers=5, progress=False)
     with UnitOfWork(engine, SYSTEM) as uow:
         assert payments.check_ledger(uow) == []
+
+
+def test_the_customer_batches_pause_the_cyclic_collector_and_restore_it():
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), _cyclic_gc_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("a batch failed")
+    assert gc.isenabled()  # back on after a failure too
+    gc.disable()
+    try:
+        with _cyclic_gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+
+
+def test_the_seed_leaves_the_cyclic_collector_on(engine, cheap_staff_hashes):
+    seed_database(engine, customers=20, progress=False)
+    assert gc.isenabled()

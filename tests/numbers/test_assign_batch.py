@@ -240,3 +240,20 @@ def test_batch_needs_the_assign_permission(pool, engine):
     with pytest.raises(DomainError) as caught:
         pool.run(service.assign_batch, [item(sz_number(1))], actor=staff(SZ, "numbers.reserve"))
     assert caught.value.code == "forbidden"
+
+
+def test_staff_assign_their_own_reservations_in_one_batch(pool, engine):
+    """Without numbers.admin each number must be the item's holder's live reservation
+    (the condition every row of the batch's UPDATE is checked against)."""
+    agent = staff(SZ)
+    pool.run(service.reserve, sz_number(30), "seed:1", actor=agent)
+    pool.run(service.reserve, sz_number(31), "seed:2", actor=agent)
+    items = [item(sz_number(31), id_card=2, holder="seed:2"), item(sz_number(30))]
+    assigned = pool.run(service.assign_batch, items, actor=agent)
+    assert [(n.value, n.holder, n.customer_id) for n in assigned] == [
+        (sz_number(31), "seed:2", "C2"),
+        (sz_number(30), "seed:1", "C1"),
+    ]
+    now_stored = stored(engine)
+    assert now_stored[sz_number(30)] == ("assigned", "seed:1", card(1))
+    assert now_stored[sz_number(31)] == ("assigned", "seed:2", card(2))

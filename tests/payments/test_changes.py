@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import delete, insert, select, update
 
 from teleserve.core.actor import SYSTEM
 from teleserve.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from teleserve.core.outbox import OutboxMessage
+from teleserve.payments import ledger
 from teleserve.payments import service as payments
 from teleserve.payments.ledger import account_id_for
 from teleserve.payments.models import account_table, entry_table, transfer_table
@@ -337,3 +340,51 @@ def test_the_check_is_operator_wide(make_uow, accounts):
         payments.check_ledger(uow)
     with make_uow(staff("/")) as uow:
         assert payments.check_ledger(uow) == []
+
+
+def test_a_large_batch_of_customer_accounts_skips_those_that_exist(engine):
+    """From 16 rows PostgreSQL inserts customer accounts from arrays (``unnest``), below
+    as a multi-row VALUES list; both write the same rows and report only the accounts
+    they created (ON CONFLICT DO NOTHING), as SQLite's read-then-insert does."""
+    now = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+    rows = [
+        {
+            "billing_account_id": f"BA{i:02d}",
+            "customer_id": f"C{i}",
+            "org_path": HALL_A,
+            "currency": "CNY",
+        }
+        for i in range(40)
+    ]
+    with engine.begin() as conn:
+        assert ledger.insert_customer_accounts(conn, rows[:5], now=now) == {
+            f"BA{i:02d}" for i in range(5)
+        }
+        # The first 5 exist already (another customer for BA00: left as it was).
+        again = [{**rows[0], "customer_id": "C-other"}, *rows[1:]]
+        assert ledger.insert_customer_accounts(conn, again, now=now) == {
+            f"BA{i:02d}" for i in range(5, 40)
+        }
+        stored = conn.execute(select(account_table).order_by(account_table.c.code)).all()
+    assert len(stored) == 40
+    for index, row in enumerate(stored):
+        ba = f"BA{index:02d}"
+        assert row.id == account_id_for(f"customer:{ba}")
+        assert (row.code, row.billing_account_id, row.customer_id) == (
+            f"customer:{ba}",
+            ba,
+            f"C{index}",
+        )
+        assert (row.kind, row.normal_side, row.status, row.currency) == (
+            "customer",
+            "credit",
+            "open",
+            "CNY",
+        )
+        assert (row.org_path, row.balance, row.pending_credit, row.pending_debit) == (
+            HALL_A,
+            0,
+            0,
+            0,
+        )
+        assert row.created_at == now and row.closed_at is None

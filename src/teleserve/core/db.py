@@ -17,13 +17,18 @@ from operator import is_, itemgetter
 from typing import Any, cast
 
 from sqlalchemy import (
+    ARRAY,
     JSON,
     BigInteger,
+    ColumnElement,
     Connection,
     DateTime,
     Engine,
     MetaData,
+    String,
     Table,
+    any_,
+    bindparam,
     create_engine,
     event,
 )
@@ -313,6 +318,39 @@ def _processed(values: list[Any], processor: Callable[[Any], Any]) -> list[Any]:
     if all(map(is_, values, repeat(first))):
         return [processor(first)] * len(values)
     return list(map(processor, values))
+
+
+def in_list(column: ColumnElement[Any], values: Sequence[Any], dialect: str) -> ColumnElement[bool]:
+    """``column IN (values)`` for a batch's lookup by many keys, as the dialect runs it best.
+
+    On PostgreSQL it is ``column = ANY(:values)`` with one array parameter: an ``IN`` list
+    is a parameter per value, which SQLAlchemy renders and psycopg parses and adapts
+    again for every statement (each list length is a new statement), ~3.7 us of client
+    CPU per value against ~1.1 us. The same rows for non-NULL values, and an empty list
+    matches nothing either way. SQLite has no arrays: a plain ``IN``.
+
+    The statement's text no longer depends on the number of values, so psycopg prepares
+    it once it has run five times and PostgreSQL may then plan it generically: a
+    condition beside it that a partial index needs (``status <> 'terminated'``) must be
+    a constant in the SQL, not a bound parameter, for that plan to use the index."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=_array_of(column)))
+    return column.in_(values)
+
+
+def in_parameter(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement[bool]:
+    """``in_list`` for a statement built once: the values are bound as ``name``, a list
+    (an expanding ``IN`` parameter on SQLite, an array on PostgreSQL)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=_array_of(column)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _array_of(column: ColumnElement[Any]) -> ARRAY[Any]:
+    """The array type for values compared with ``column``. Strings without their length:
+    a cast to ``VARCHAR(16)[]`` would cut a longer value to a stored one's prefix."""
+    element = column.type
+    return ARRAY(String() if isinstance(element, String) else element)
 
 
 def is_postgres(engine: Engine) -> bool:

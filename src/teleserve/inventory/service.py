@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, exists, func, select
+from sqlalchemy import Connection, and_, bindparam, case, exists, func, literal_column, select
 
 from teleserve.catalog.service import EligibilityChecker
 from teleserve.core.actor import Actor, ActorKind
 from teleserve.core.clock import utcnow
-from teleserve.core.db import insert_many, table_of
+from teleserve.core.db import in_list, insert_many, table_of
 from teleserve.core.errors import (
     Conflict,
     NotFound,
@@ -665,12 +665,15 @@ def _check_numbers_free(uow: UnitOfWork, numbers: Sequence[str]) -> None:
         seen.add(number)
     table = Subscription.__table__
     ordered = sorted(seen)
+    # The live-number condition as a constant, as the partial unique index states it: a
+    # bound status would keep PostgreSQL's generic plan (psycopg prepares a statement
+    # run five times) off that index, onto a scan comparing every line with every number.
+    live = table.c.status != literal_column(f"'{SubscriptionStatus.terminated.value}'")
     for start in range(0, len(ordered), _IN_CHUNK):
         chunk = ordered[start : start + _IN_CHUNK]
         taken = uow.connection.execute(
             select(table.c.service_number).where(
-                table.c.service_number.in_(chunk),
-                table.c.status != SubscriptionStatus.terminated,
+                in_list(table.c.service_number, chunk, uow.dialect), live
             )
         ).first()
         if taken is not None:
