@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sqlite3
 from collections.abc import Callable
@@ -217,6 +218,10 @@ def _run_server(
         )
     for line in banner or []:
         console.print(line)
+    # What start-up built (modules, metadata, caches) lives as long as the process: kept
+    # out of the cyclic collector's full passes, which otherwise walk it all again and
+    # again under load for nothing (docs/gateway.md, "Processes").
+    gc.freeze()
     stop_extra: Callable[[], None] | None = None
     # SIGTERM (a service manager's stop) ends the server the way Ctrl-C does, through
     # the clean-up below: the money writer commits what it holds and the gateway's

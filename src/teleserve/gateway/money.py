@@ -87,8 +87,10 @@ Outcome = Answer | Refusal
 class Job:
     accepted: Accepted
     entry: TerminalEntry
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Outcome]
+    # Where the writer threads deliver the outcome (None when the caller settles the
+    # job itself: ``MoneyWriter.settle``).
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[Outcome] | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -352,20 +354,32 @@ _STOP = object()
 
 
 class MoneyWriter:
-    """The writer threads and their queue (one per gateway process)."""
+    """The writer threads and their queue (one per gateway process).
 
-    def __init__(self, engine: Engine, settings: Settings, sites: SiteNames) -> None:
+    ``threads=False``: no threads; the owner calls ``settle`` itself (the money service of
+    ``gateway.processes`` on SQLite, which records batches on its own event loop thread:
+    no second thread to hand the GIL back and forth with).
+    """
+
+    def __init__(
+        self, engine: Engine, settings: Settings, sites: SiteNames, *, threads: bool = True
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.batch = MoneyBatch(settings, sites)
         self.max_batch = settings.gateway_money_batch
         self.window_s = settings.gateway_money_window_ms / 1000
         count = 1 if engine.dialect.name == "sqlite" else settings.gateway_money_writers
+        if not threads:
+            count = 0
         self._queue: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
         # Committed batches and the requests in them (the bench and tests read them).
         self.batches = 0
         self.requests = 0
         self._reported = (time.monotonic(), 0, 0)  # when, batches, requests
+        # Seconds spent since the last report: waiting for the transaction (SQLite's write
+        # lock), recording the batch, committing (audit and outbox rows, then the fsync).
+        self._spent = [0.0, 0.0, 0.0]
         self._threads = [
             threading.Thread(target=self._loop, name=f"tsp-money-{n}", daemon=True)
             for n in range(count)
@@ -434,32 +448,40 @@ class MoneyWriter:
             return
         self._reported = (now, self.batches, self.requests)
         done = self.batches - batches
+        begin, record, commit = (round(1000 * spent / max(done, 1), 1) for spent in self._spent)
+        self._spent = [0.0, 0.0, 0.0]
         log.info(
             "gateway.money_writer",
             seconds=round(now - when, 1),
             batches=done,
             requests=self.requests - requests,
             mean_batch=round((self.requests - requests) / done, 1) if done else 0,
+            # Per batch, in ms: where a batch's time goes.
+            begin_ms=begin,
+            record_ms=record,
+            commit_ms=commit,
         )
 
-    def _settle(self, jobs: list[Job]) -> None:
+    def settle(self, jobs: list[Job]) -> list[Outcome]:
+        """Record ``jobs`` (blocking) and return their outcomes, in order."""
         try:
-            outcomes = self._commit(jobs)
+            return self._commit(jobs)
         except Exception:
             if len(jobs) == 1:
                 log.exception("gateway.payment_failed", terminal_id=jobs[0].key[0])
-                outcomes = [jobs[0].accepted.refuse(errors.INTERNAL)]
-            else:
-                # One at a time: a bad request must not take its batch down with it.
-                log.exception("gateway.payment_batch_failed", size=len(jobs))
-                for job in jobs:
-                    self._settle([job])
-                return
+                return [jobs[0].accepted.refuse(errors.INTERNAL)]
+            # One at a time: a bad request must not take its batch down with it.
+            log.exception("gateway.payment_batch_failed", size=len(jobs))
+            return [self.settle([job])[0] for job in jobs]
+
+    def _settle(self, jobs: list[Job]) -> None:
+        outcomes = self.settle(jobs)
         # One wake-up of each event loop per batch, not one per payment (each is a write
         # to the loop's self-pipe and a turn of the loop).
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Outcome]]]
         by_loop = {}
         for job, outcome in zip(jobs, outcomes, strict=True):
+            assert job.loop is not None and job.future is not None
             by_loop.setdefault(job.loop, []).append((job.future, outcome))
         for loop, answers in by_loop.items():
             loop.call_soon_threadsafe(_resolve_all, answers)
@@ -467,10 +489,19 @@ class MoneyWriter:
     def _commit(self, jobs: list[Job]) -> list[Outcome]:
         for _attempt in range(3):
             try:
+                started = time.perf_counter()
                 with UnitOfWork(self.engine, GATEWAY_ACTOR) as uow:
+                    uow.connection  # noqa: B018 (begins: on SQLite, waits for the write lock)
+                    begun = time.perf_counter()
                     outcomes = self.batch.run(uow, jobs)
+                    recorded = time.perf_counter()
                     uow.commit()
-                    self.batches += 1  # writer threads race here: a figure, not a ledger
+                    # Writer threads race on these: figures, not a ledger.
+                    spent = self._spent
+                    spent[0] += begun - started
+                    spent[1] += recorded - begun
+                    spent[2] += time.perf_counter() - recorded
+                    self.batches += 1
                     self.requests += len(jobs)
                     self._report()
                     return outcomes
