@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import repeat
 from operator import is_, itemgetter
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import (
     ARRAY,
@@ -403,6 +403,20 @@ def in_parameter(column: ColumnElement[Any], name: str, dialect: str) -> ColumnE
     if dialect == "postgresql":
         return column == any_(bindparam(name, type_=_array_of(column)))
     return column.in_(bindparam(name, expanding=True))
+
+
+T = TypeVar("T")
+
+
+class PerDialect(Generic[T]):
+    """A statement built once for each dialect, where the two differ (``in_parameter``):
+    ``STATEMENT(conn)`` is the one for ``conn``."""
+
+    def __init__(self, build: Callable[[str], T]) -> None:
+        self._built = {dialect: build(dialect) for dialect in ("sqlite", "postgresql")}
+
+    def __call__(self, conn: Connection) -> T:
+        return self._built[conn.dialect.name]
 
 
 def _array_of(column: ColumnElement[Any]) -> ARRAY[Any]:

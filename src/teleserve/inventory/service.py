@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, exists, func, literal_column, select
+from sqlalchemy import Connection, and_, case, exists, func, literal_column, select
 
 from teleserve.catalog.service import EligibilityChecker
 from teleserve.core.actor import Actor, ActorKind
 from teleserve.core.clock import utcnow
-from teleserve.core.db import in_list, insert_many, table_of
+from teleserve.core.db import PerDialect, in_list, in_parameter, insert_many, table_of
 from teleserve.core.errors import (
     Conflict,
     NotFound,
@@ -881,16 +881,21 @@ class PayableLine:
 
 
 _SUBSCRIPTIONS = table_of(Subscription)
-_PAYABLE = select(
-    _SUBSCRIPTIONS.c.id,
-    _SUBSCRIPTIONS.c.service_number,
-    _SUBSCRIPTIONS.c.billing_account_id,
-    _SUBSCRIPTIONS.c.customer_id,
-    _SUBSCRIPTIONS.c.org_path,
-    _SUBSCRIPTIONS.c.status,
-).where(
-    _SUBSCRIPTIONS.c.service_number.in_(bindparam("forms", expanding=True)),
-    _SUBSCRIPTIONS.c.status != SubscriptionStatus.terminated.value,
+# ``= ANY(array)`` on PostgreSQL (``db.in_parameter``: one query text whatever the
+# number of forms), and the live condition as a constant, as the partial index on live
+# numbers states it (a bound one keeps PostgreSQL's generic plan off that index).
+_PAYABLE = PerDialect(
+    lambda dialect: select(
+        _SUBSCRIPTIONS.c.id,
+        _SUBSCRIPTIONS.c.service_number,
+        _SUBSCRIPTIONS.c.billing_account_id,
+        _SUBSCRIPTIONS.c.customer_id,
+        _SUBSCRIPTIONS.c.org_path,
+        _SUBSCRIPTIONS.c.status,
+    ).where(
+        in_parameter(_SUBSCRIPTIONS.c.service_number, "forms", dialect),
+        _SUBSCRIPTIONS.c.status != literal_column(f"'{SubscriptionStatus.terminated.value}'"),
+    )
 )
 
 
@@ -907,7 +912,7 @@ def payable_lines(conn: Connection, numbers: Collection[str]) -> dict[str, Payab
         return {}
     found: dict[str, PayableLine] = {}
     for start in range(0, len(wanted), 500):
-        for row in conn.execute(_PAYABLE, {"forms": wanted[start : start + 500]}):
+        for row in conn.execute(_PAYABLE(conn), {"forms": wanted[start : start + 500]}):
             found[row.service_number] = PayableLine(
                 row.id,
                 row.service_number,
