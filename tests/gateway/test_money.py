@@ -68,6 +68,21 @@ def line(make_uow: Callable[..., UnitOfWork]) -> None:
         uow.commit()
 
 
+def gateway_test_settings(
+    engine: Engine, settings: Settings, register_terminal: Callable[..., Any], **extra: Any
+) -> Settings:
+    """The test terminal registered with the vector key; settings for a gateway on free
+    ports that reads the registry on every frame."""
+    register_terminal(TERMINAL)
+    install_key(engine, TERMINAL, MASTER_KEY)
+    update = {
+        "gateway_business_port": 0,
+        "gateway_management_port": 0,
+        "gateway_terminal_cache_s": 0,
+    }
+    return settings.model_copy(update=update | extra)
+
+
 @pytest.fixture
 def gw(
     engine: Engine,
@@ -75,15 +90,7 @@ def gw(
     register: Callable[..., Any],  # noqa: F811
     line: None,
 ) -> Iterator[GatewayThread]:
-    register(TERMINAL)
-    install_key(engine, TERMINAL, MASTER_KEY)
-    s = settings.model_copy(
-        update={
-            "gateway_business_port": 0,
-            "gateway_management_port": 0,
-            "gateway_terminal_cache_s": 0,
-        }
-    )
+    s = gateway_test_settings(engine, settings, register)
     thread = GatewayThread(engine, s, handlers=money_handlers.HANDLERS, money=True)
     thread.bound = thread.start()  # type: ignore[attr-defined]
     yield thread
@@ -93,8 +100,10 @@ def gw(
 class Kiosk:
     """A signed-on business connection of the test terminal."""
 
-    def __init__(self, gw: GatewayThread, terminal: str = TERMINAL) -> None:
-        self.client = Client(gw.bound.business_port)  # type: ignore[attr-defined]
+    def __init__(self, gw: Any, terminal: str = TERMINAL) -> None:
+        """``gw``: a started gateway with its ``bound`` addresses (``GatewayThread`` or
+        ``processes.GatewayProcesses``)."""
+        self.client = Client(gw.bound.business_port)
         self.terminal = terminal
         reply = self.client.ask(build(terminal, 1, 1, SIGN_ON_BODY, key=MASTER_KEY))
         assert reply.header.err_number == "00000", body_of(reply)

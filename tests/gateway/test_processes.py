@@ -30,9 +30,8 @@ from teleserve.gateway.processes import (
 from teleserve.payments.models import payment_table
 from tests.terminals.conftest import install_key, register, tree  # noqa: F401 (fixtures)
 
-from .test_money import SIGN_ON_BODY, balance, cash, line  # noqa: F401 (fixtures)
-from .tsp_client import Client, body_of, build, mac_ok
-from .vectors import CLIENT_NONCE, MASTER_KEY, TERMINAL
+from .test_money import Kiosk, balance, cash, gateway_test_settings, line  # noqa: F401
+from .tsp_client import body_of, mac_ok
 
 
 @pytest.fixture
@@ -42,39 +41,15 @@ def fronts(
     register: Callable[..., Any],  # noqa: F811
     line: None,  # noqa: F811
 ) -> Iterator[GatewayProcesses]:
-    register(TERMINAL)
-    install_key(engine, TERMINAL, MASTER_KEY)
-    s = settings.model_copy(
-        update={
-            "gateway_business_port": 0,
-            "gateway_management_port": 0,
-            "gateway_terminal_cache_s": 0,
-            "gateway_processes": 2,
-        }
-    )
+    s = gateway_test_settings(engine, settings, register, gateway_processes=2)
     gateway = GatewayProcesses(engine, s)
     gateway.bound = gateway.start()  # type: ignore[attr-defined]
     yield gateway
     gateway.stop()
 
 
-class Connection:
-    """One business connection of the test terminal, signed on."""
-
-    def __init__(self, port: int) -> None:
-        from teleserve.gateway.mac import derive_session_key
-
-        self.client = Client(port)
-        reply = self.client.ask(build(TERMINAL, 1, 1, SIGN_ON_BODY, key=MASTER_KEY))
-        assert reply.header.err_number == "00000", body_of(reply)
-        body = body_of(reply)
-        self.sid = body["session_id"]
-        self.key = derive_session_key(
-            MASTER_KEY, bytes.fromhex(CLIENT_NONCE), bytes.fromhex(body["server_nonce"])
-        )
-
-    def raw(self, serial: int, serv_type: int, body: dict[str, Any]) -> bytes:
-        return build(TERMINAL, serial, serv_type, body, key=self.key, session_id=self.sid)
+class Connection(Kiosk):
+    """One signed-on business connection of the test terminal, whichever front holds it."""
 
     def ask_raw(self, frame: bytes) -> tuple[str, Any]:
         reply = self.client.ask(frame)
@@ -100,8 +75,7 @@ def _payments(engine: Engine) -> int:
 def test_payments_go_through_a_front_to_the_writer_once(
     fronts: GatewayProcesses, engine: Engine, make_uow: Callable[..., Any]
 ):
-    port = fronts.bound.business_port  # type: ignore[attr-defined]
-    conn = Connection(port)
+    conn = Connection(fronts)
     body = cash(20000, [{"value": 10000, "count": 2}])
     err, first = conn.ask_raw(conn.raw(10, 2001, body))
     assert err == "00000"
@@ -110,7 +84,7 @@ def test_payments_go_through_a_front_to_the_writer_once(
     # The same serial and body again, on another connection and session (which may be
     # in the other front): the recorded answer, nothing recorded twice.
     conn.client.close()
-    again = Connection(port)
+    again = Connection(fronts)
     err, second = again.ask_raw(again.raw(10, 2001, body))
     assert (err, second) == ("00000", first)
     assert _payments(engine) == 1
@@ -119,12 +93,11 @@ def test_payments_go_through_a_front_to_the_writer_once(
 
 
 def test_a_sign_on_anywhere_closes_the_older_connection(fronts: GatewayProcesses):
-    port = fronts.bound.business_port  # type: ignore[attr-defined]
     # Successive connections land on either front (the kernel's choice): each new
     # SIGN_ON must close the one before, in its own process or in the other.
-    older = Connection(port)
+    older = Connection(fronts)
     for _ in range(6):
-        newer = Connection(port)
+        newer = Connection(fronts)
         assert older.closed_by_server(), "the older session outlived a newer SIGN_ON"
         older.client.close()
         older = newer
@@ -132,7 +105,6 @@ def test_a_sign_on_anywhere_closes_the_older_connection(fronts: GatewayProcesses
 
 
 def test_a_killed_front_is_started_again(fronts: GatewayProcesses, engine: Engine):
-    port = fronts.bound.business_port  # type: ignore[attr-defined]
     victims = [process.pid for process, _ in fronts._fronts]
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
@@ -141,7 +113,7 @@ def test_a_killed_front_is_started_again(fronts: GatewayProcesses, engine: Engin
         alive = [p.pid for p, _ in fronts._fronts if p.is_alive() and p.pid not in victims]
         if len(alive) == 2:
             try:
-                conn = Connection(port)
+                conn = Connection(fronts)
                 break
             except (OSError, AssertionError):
                 pass  # restarted but not listening yet
