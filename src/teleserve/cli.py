@@ -214,7 +214,7 @@ def _run_server(
             f"TSP/1 gateway on {bound.host}: business :{bound.business_port}, "
             f"management :{bound.management_port}"
             + (" (TLS)" if gateway.tls else "")
-            + (f", {fronts} front processes" if fronts else "")
+            + (f", {fronts} front process{'es' if fronts > 1 else ''}" if fronts else "")
         )
     for line in banner or []:
         console.print(line)
