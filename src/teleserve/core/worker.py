@@ -46,11 +46,14 @@ from typing import Any, Self, TypeVar
 
 from prometheus_client import Counter
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     Float,
     Integer,
+    Select,
     String,
+    Table,
     Text,
     delete,
     func,
@@ -302,20 +305,30 @@ def backoff_seconds(
 # -- claiming ------------------------------------------------------------------------------
 
 
-def _claim(engine: Engine, limit: int, lease_seconds: float) -> list[Message]:
-    """Lease up to ``limit`` due messages to this worker (one short transaction)."""
-    now = utcnow()
-    table = table_of(OutboxMessage)
-    is_due = (
+def _due(table: Table, now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """A message is due: pending, available, and not leased to a live worker."""
+    return (
         table.c.status == OutboxStatus.pending,
         table.c.available_at <= now,
         or_(table.c.locked_until.is_(None), table.c.locked_until < now),
     )
-    due = select(table.c.id).where(*is_due).order_by(table.c.available_at, table.c.id)
-    # A read-only look first: an idle worker must not take SQLite's write lock every loop.
+
+
+def _any_due(engine: Engine, due: Select[Any]) -> bool:
+    """A read-only look first: an idle worker must not take SQLite's write lock every
+    loop."""
     with read_engine(engine).connect() as conn:
-        if conn.execute(due.limit(1)).first() is None:
-            return []
+        return conn.execute(due.limit(1)).first() is not None
+
+
+def _claim(engine: Engine, limit: int, lease_seconds: float) -> list[Message]:
+    """Lease up to ``limit`` due messages to this worker (one short transaction)."""
+    now = utcnow()
+    table = table_of(OutboxMessage)
+    is_due = _due(table, now)
+    due = select(table.c.id).where(*is_due).order_by(table.c.available_at, table.c.id)
+    if not _any_due(engine, due):
+        return []
     with engine.begin() as conn:
         # PostgreSQL: rows another worker is claiming are skipped, not waited for.
         # SQLite ignores it: its writing transactions (BEGIN IMMEDIATE) are serialised.
@@ -364,20 +377,12 @@ def _acknowledge_unheard(engine: Engine, reg: Registry, limit: int, max_attempts
     table = table_of(OutboxMessage)
     due = (
         select(table.c.id)
-        .where(
-            table.c.status == OutboxStatus.pending,
-            table.c.available_at <= now,
-            or_(table.c.locked_until.is_(None), table.c.locked_until < now),
-            table.c.topic.in_(topics),
-            table.c.attempts < max_attempts,
-        )
+        .where(*_due(table, now), table.c.topic.in_(topics), table.c.attempts < max_attempts)
         .order_by(table.c.available_at, table.c.id)
         .limit(limit)
     )
-    # A read-only look first: an idle worker must not take SQLite's write lock every loop.
-    with read_engine(engine).connect() as conn:
-        if conn.execute(due.limit(1)).first() is None:
-            return 0
+    if not _any_due(engine, due):
+        return 0
     with engine.begin() as conn:
         done = conn.execute(
             update(table)

@@ -64,9 +64,6 @@ class Link:
         messages: list[Message] = pickle.loads(data)  # noqa: S301 (a private socket: above)
         return messages
 
-    async def drain(self) -> None:
-        await self._writer.drain()
-
     def close(self) -> None:
         self._writer.close()
 
