@@ -51,7 +51,12 @@ from typing import Any, cast
 from sqlalchemy import Connection, RowMapping, Table, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from teleserve.core.db import execute_many, in_parameter, insert_many
+from teleserve.core.db import (
+    execute_many,
+    in_parameter,
+    insert_many,
+    insert_or_nothing_from_arrays,
+)
 from teleserve.core.sequences import RecordSequence
 from teleserve.payments.models import (
     RECEIPT_COUNTER,
@@ -215,51 +220,21 @@ def insert_customer_accounts(
     if conn.dialect.name == "sqlite":
         return _insert_customer_accounts_sqlite(conn, values)
     if len(values) >= _UNNEST_MIN_ROWS:
-        return _insert_customer_accounts_postgresql(conn, values, now)
+        inserted = insert_or_nothing_from_arrays(
+            conn, account_table, values, returning=("billing_account_id",)
+        )
+        return {str(row.billing_account_id) for row in inserted}
     statement = insert_or_nothing(conn, account_table, returning="billing_account_id")
     for part in chunks(values):
         created.update(conn.execute(statement, list(part)).scalars())
     return created
 
 
-# From this many rows PostgreSQL gets the customer accounts as arrays (below).
+# From this many rows PostgreSQL gets the customer accounts as arrays in one statement
+# (``db.insert_or_nothing_from_arrays``): a multi-row VALUES list binds 14 parameters a
+# row, which SQLAlchemy renders and psycopg adapts one by one — it was the seed's
+# costliest statement on PostgreSQL, ~35 us of client CPU per account.
 _UNNEST_MIN_ROWS = 16
-
-# The same INSERT .. ON CONFLICT DO NOTHING RETURNING as ``insert_or_nothing`` with the
-# same values, for a whole batch in one statement: the varying columns arrive as one
-# array each, in psycopg's binary format (``%(name)b``: text-format arrays cost ~1 us of
-# client CPU per element to write), and the constant ones once. A multi-row VALUES list
-# binds 14 parameters a row, which SQLAlchemy renders and psycopg adapts one by one: it
-# was the seed's costliest statement on PostgreSQL, ~35 us of client CPU per account.
-# Rows go in in the order given (sorted by billing account, as
-# ``insert_customer_accounts`` sorts them, so two batches lock in one order).
-_INSERT_CUSTOMER_ACCOUNTS_UNNEST = (
-    "INSERT INTO ledger_account (id, code, kind, normal_side, status, currency,"
-    " billing_account_id, customer_id, org_path, balance, pending_credit, pending_debit,"
-    " created_at, closed_at)"
-    " SELECT v.id, v.code, %(kind)s, %(normal_side)s, %(status)s, v.currency,"
-    " v.billing_account_id, v.customer_id, v.org_path, 0, 0, 0, %(now)s, NULL"
-    " FROM unnest(%(id)b::varchar[], %(code)b::varchar[], %(currency)b::varchar[],"
-    " %(billing_account_id)b::varchar[], %(customer_id)b::varchar[], %(org_path)b::varchar[])"
-    " WITH ORDINALITY AS v(id, code, currency, billing_account_id, customer_id, org_path, n)"
-    " ORDER BY v.n"
-    " ON CONFLICT DO NOTHING RETURNING billing_account_id"
-)
-_UNNEST_ARRAYS = ("id", "code", "currency", "billing_account_id", "customer_id", "org_path")
-
-
-def _insert_customer_accounts_postgresql(
-    conn: Connection, values: list[dict[str, Any]], now: datetime
-) -> set[str]:
-    parameters: dict[str, Any] = {name: [v[name] for v in values] for name in _UNNEST_ARRAYS}
-    parameters.update(
-        kind=AccountKind.customer.value,
-        normal_side=NormalSide.credit.value,
-        status=AccountStatus.open.value,
-        now=now,
-    )
-    result = conn.exec_driver_sql(_INSERT_CUSTOMER_ACCOUNTS_UNNEST, parameters)
-    return {str(ba) for ba in result.scalars()}
 
 
 def _insert_customer_accounts_sqlite(conn: Connection, values: list[dict[str, Any]]) -> set[str]:

@@ -53,7 +53,13 @@ from sqlalchemy import Connection, RowMapping, bindparam, func, or_, select, upd
 
 from teleserve.core.actor import Actor, ActorKind
 from teleserve.core.clock import business_date, utcnow
-from teleserve.core.db import PerDialect, execute_many, in_parameter, insert_many, json_text
+from teleserve.core.db import (
+    PerDialect,
+    execute_many,
+    in_parameter,
+    insert_many,
+    insert_or_nothing_from_arrays,
+)
 from teleserve.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
@@ -508,34 +514,10 @@ def _claim_keys(conn: Connection, plans: Sequence[_Plan], now: datetime) -> set[
             for row in conn.execute(_OWNERS(conn), {"keys": list(part)})
             if row.payment_id in ours
         }
-    # PostgreSQL: the whole batch in one statement from arrays. A multi-row VALUES list
-    # is new query text for every batch size, which psycopg parsed again each time: ~12 ms
-    # of client CPU for 200 rows, measured, the money path's costliest statement there.
-    result = conn.exec_driver_sql(
-        _CLAIM_KEYS_UNNEST,
-        {
-            "key": [row["key"] for row in rows],
-            "body_hash": [row["body_hash"] for row in rows],
-            "payment_id": [row["payment_id"] for row in rows],
-            "response": [json_text(row["response"]) for row in rows],
-            "now": now,
-        },
-    )
-    return {str(key) for key in result.scalars()}
-
-
-# ``insert_or_nothing(payment_idempotency, returning="key")`` with the rows as arrays, in
-# psycopg's binary format (``%(name)b``), inserted in the order given (sorted by key: one
-# lock order for concurrent batches). ``response`` arrives as JSON text, stored as the
-# column's JSON.
-_CLAIM_KEYS_UNNEST = (
-    "INSERT INTO payment_idempotency (key, body_hash, payment_id, response, created_at)"
-    " SELECT v.key, v.body_hash, v.payment_id, v.response::json, %(now)s"
-    " FROM unnest(%(key)b::varchar[], %(body_hash)b::varchar[], %(payment_id)b::varchar[],"
-    " %(response)b::text[]) WITH ORDINALITY AS v(key, body_hash, payment_id, response, n)"
-    " ORDER BY v.n"
-    " ON CONFLICT DO NOTHING RETURNING key"
-)
+    # PostgreSQL: the whole batch in one statement from arrays (a multi-row VALUES list
+    # was this path's costliest statement there: db.insert_or_nothing_from_arrays).
+    claimed = insert_or_nothing_from_arrays(conn, t, rows, returning=("key",))
+    return {str(row.key) for row in claimed}
 
 
 def _payment_row(actor: Actor, plan: _Plan, now: datetime, day: date) -> dict[str, Any]:
