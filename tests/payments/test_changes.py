@@ -13,7 +13,13 @@ from teleserve.core.outbox import OutboxMessage
 from teleserve.payments import ledger
 from teleserve.payments import service as payments
 from teleserve.payments.ledger import account_id_for
-from teleserve.payments.models import account_table, entry_table, transfer_table
+from teleserve.payments.models import (
+    account_table,
+    entry_table,
+    idempotency_table,
+    payment_table,
+    transfer_table,
+)
 from teleserve.payments.schemas import CustomerAccountSpec
 
 from .helpers import HALL_A, HALL_B, cash, snapshot, staff
@@ -333,6 +339,36 @@ def test_the_check_finds_entries_of_unknown_accounts(make_uow, engine, accounts)
     assert any("ghost" in p for p in found)
     assert any("no-transfer" in p for p in found)
     assert paid.ok
+
+
+def test_the_check_finds_a_payment_its_key_does_not_name(make_uow, engine, accounts):
+    """The key's uniqueness lives in payment_idempotency alone: a payment row copied under
+    a claimed key, or one whose claim is gone, is a ledger problem."""
+    paid = record(make_uow, cash("k-1", 500))
+    record(make_uow, cash("k-2", 700))
+    assert problems(make_uow) == []
+    with engine.begin() as conn:
+        row = dict(
+            conn.execute(select(payment_table).where(payment_table.c.id == paid.payment_id))
+            .mappings()
+            .one()
+        )
+        conn.execute(insert(payment_table).values({**row, "id": "copy", "receipt_no": "RCOPY"}))
+        conn.execute(delete(idempotency_table).where(idempotency_table.c.key == "k-2"))
+    found = problems(make_uow)
+    assert any("RCOPY" in p and "'k-1'" in p for p in found)
+    assert any("'k-2'" in p for p in found)
+    assert not any(paid.receipt_no in p for p in found)  # the key's own payment is fine
+
+
+def test_a_payment_is_found_by_its_key(make_uow, accounts):
+    paid = record(make_uow, cash("k-1", 500))
+    with make_uow() as uow:
+        assert payments.get_payment_by_key(uow, "k-1").id == paid.payment_id
+        with pytest.raises(NotFound):
+            payments.get_payment_by_key(uow, "k-unknown")
+        with pytest.raises(NotFound):
+            payments.get_payment_by_key(uow, 7)  # type: ignore[arg-type]
 
 
 def test_the_check_is_operator_wide(make_uow, accounts):

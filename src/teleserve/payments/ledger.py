@@ -69,6 +69,7 @@ from teleserve.payments.models import (
     TransferStatus,
     account_table,
     entry_table,
+    idempotency_table,
     payment_table,
     transfer_table,
 )
@@ -609,7 +610,25 @@ def check(conn: Connection) -> list[str]:
 
     problems += _check_balance_rows(conn)
     problems += _check_payments(conn)
+    problems += _check_payment_keys(conn)
     return problems
+
+
+def _check_payment_keys(conn: Connection) -> list[str]:
+    """Each payment is the one its idempotency key names: the key's uniqueness lives in
+    ``payment_idempotency`` alone (``models.Payment``), so a payment without its claim —
+    or a second payment under a claimed key — shows here."""
+    p, i = payment_table, idempotency_table
+    rows = conn.execute(
+        select(p.c.receipt_no, p.c.idempotency_key)
+        .select_from(p.outerjoin(i, (i.c.key == p.c.idempotency_key) & (i.c.payment_id == p.c.id)))
+        .where(i.c.key.is_(None))
+        .order_by(p.c.receipt_no)
+    )
+    return [
+        f"payment {row.receipt_no} is not the one its key {row.idempotency_key!r} names"
+        for row in rows
+    ]
 
 
 def _check_balance_rows(conn: Connection) -> list[str]:

@@ -241,13 +241,25 @@ class Payment(Base):
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         Index("uq_payment_receipt_no", "receipt_no", unique=True),
-        Index("uq_payment_idempotency_key", "idempotency_key", unique=True),
+        # No unique index on idempotency_key: payment_idempotency's primary key holds that
+        # uniqueness (a payment is inserted only under a key its transaction has just
+        # claimed there, and ledger.check verifies the pairing), and lookups by key go
+        # through it. A second index on the same random keys cost every money batch a
+        # leaf page per payment (docs/decisions.md, "Payment indexes").
         Index("ix_payment_billing_account_id", "billing_account_id"),
         Index("ix_payment_business_date_channel", "business_date", "channel"),
-        Index("ix_payment_terminal", "terminal_id", "terminal_serial"),
         Index(
             "ix_payment_held",
             "business_date",
+            postgresql_where=text("status = 'held'"),
+            sqlite_where=text("status = 'held'"),
+        ),
+        # The held list filtered by terminal: only held payments are looked up by
+        # terminal (a terminal's own payments are found by their idempotency keys).
+        Index(
+            "ix_payment_held_terminal",
+            "terminal_id",
+            "terminal_serial",
             postgresql_where=text("status = 'held'"),
             sqlite_where=text("status = 'held'"),
         ),

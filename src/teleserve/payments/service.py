@@ -49,7 +49,17 @@ from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    ScalarSelect,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from teleserve.core.actor import Actor, ActorKind
 from teleserve.core.clock import business_date, utcnow
@@ -789,7 +799,7 @@ def withdraw_terminal_payment(
     row = (
         conn.execute(
             select(t)
-            .where(t.c.idempotency_key == terminal_key(terminal_id, serial))
+            .where(t.c.id == _payment_id_of_key(terminal_key(terminal_id, serial)))
             .with_for_update()
         )
         .mappings()
@@ -1011,23 +1021,32 @@ def _view(row: RowMapping) -> PaymentView:
 
 def get_payment(uow: UnitOfWork, payment_id: str) -> PaymentView:
     """A payment by its id, if the actor may see it."""
-    return _payment_where(uow, payment_table.c.id, payment_id)
+    valid = isinstance(payment_id, str)
+    return _payment_where(uow, payment_table.c.id == payment_id if valid else None)
 
 
 def get_payment_by_key(uow: UnitOfWork, idempotency_key: str) -> PaymentView:
     """The payment recorded under a client key (TSP TXN_STATUS: how did it end?)."""
-    return _payment_where(uow, payment_table.c.idempotency_key, idempotency_key)
+    valid = isinstance(idempotency_key, str)
+    return _payment_where(
+        uow, payment_table.c.id == _payment_id_of_key(idempotency_key) if valid else None
+    )
 
 
-def _payment_where(uow: UnitOfWork, column: Any, value: object) -> PaymentView:
-    """The one payment whose unique ``column`` equals ``value``; absent and out-of-scope
-    payments are the same NotFound."""
+def _payment_id_of_key(key: str) -> ScalarSelect[Any]:
+    """The id of the payment recorded under ``key``, as a subquery: the key's one index
+    is ``payment_idempotency``'s primary key (``models.Payment``)."""
+    i = idempotency_table
+    return select(i.c.payment_id).where(i.c.key == key).scalar_subquery()
+
+
+def _payment_where(uow: UnitOfWork, condition: ColumnElement[bool] | None) -> PaymentView:
+    """The one payment meeting ``condition`` (on a unique column; ``None`` for a value
+    of the wrong type); absent and out-of-scope payments are the same NotFound."""
     uow.actor.require("payments.read")
     row = None
-    if isinstance(value, str):
-        row = (
-            uow.connection.execute(select(payment_table).where(column == value)).mappings().first()
-        )
+    if condition is not None:
+        row = uow.connection.execute(select(payment_table).where(condition)).mappings().first()
     if row is None or not _visible(uow.actor, row):
         raise NotFound(_("No such payment"), code="payment_not_found")
     return _view(row)
@@ -1189,7 +1208,13 @@ _BY_TERMINAL_SERIAL = select(
     payment_table.c.service_number,
     payment_table.c.created_at,
     payment_table.c.reversed_at,
-).where(payment_table.c.idempotency_key.in_(bindparam("keys", expanding=True)))
+).where(
+    payment_table.c.id.in_(
+        select(idempotency_table.c.payment_id).where(
+            idempotency_table.c.key.in_(bindparam("keys", expanding=True))
+        )
+    )
+)
 
 
 def terminal_key(terminal_id: str, serial: int) -> str:

@@ -1,0 +1,169 @@
+"""The kiosk money batch alone: ``MoneyWriter.settle`` in a loop, no network, no front.
+
+What the gateway's writer costs per payment when nothing else competes for the CPU —
+the figure to drive down when ``kiosk_load.py`` shows the writer as the bottleneck
+(BENCHMARKS.md, "Kiosk load"). It seeds the demo operator and registers terminals like
+``kiosk_load.py``, builds CASH_PAYMENT jobs as a front process hands them over (one ¥100
+note to a random seeded number, each terminal's serials in order), then records
+``--payments`` of them in batches of ``--batch`` through the real ``MoneyWriter.settle``
+(the SQLite writer runs inline exactly so in ``gateway.processes``). It prints
+payments/s, the process's CPU per payment, where a batch's time goes (waiting for the
+write lock, recording, committing), and — same run, same disk — SQLite's raw
+single-row ``synchronous=FULL`` commits/s or PostgreSQL's pgbench tps.
+
+No outbox worker runs: the payments' events stay queued (``kiosk_load.py`` measures the
+whole server, worker included).
+
+Usage::
+
+    .venv/bin/python bench/money_batch_bench.py [--db sqlite|postgresql]
+        [--payments 40000] [--batch 200] [--terminals 1000] [--profile out.pstats]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_common import pg_database
+from kiosk_load import DEFAULT_PG_URL, _limits, _prepare
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from teleserve.core.db import make_engine
+from teleserve.core.settings import get_settings
+from teleserve.gateway import money
+from teleserve.gateway.body import encode_body
+from teleserve.gateway.catalog import CASH_PAYMENT, SERV_TYPES, Channel
+from teleserve.gateway.checks import Accepted
+from teleserve.gateway.directory import TerminalDirectory
+from teleserve.gateway.frame import Frame, Header
+from teleserve.gateway.money import Answer, Job, MoneyWriter
+from teleserve.gateway.receipts import SiteNames
+
+console = Console(width=None if sys.stdout.isatty() else 150)
+
+
+def _jobs(
+    directory: TerminalDirectory, keys: dict[str, bytes], numbers: list[str], count: int
+) -> list[Job]:
+    rng = random.Random(7)
+    entries = {terminal_id: directory.get(terminal_id) for terminal_id in keys}
+    serials = dict.fromkeys(keys, 0)
+    terminal_ids = list(keys)
+    jobs: list[Job] = []
+    now_ms = int(time.time() * 1000)
+    for _ in range(count):
+        # Arrivals spread at random over the fleet, as in kiosk_load.py: a batch's
+        # payments come from terminals all over the serial-keyed indexes.
+        terminal_id = rng.choice(terminal_ids)
+        entry = entries[terminal_id]
+        assert entry is not None
+        serials[terminal_id] += 1
+        body = {
+            "msisdn": rng.choice(numbers),
+            "amount": 10000,
+            "notes": [{"value": 10000, "count": 1}],
+            "cash_box_id": "BOX-1",
+            "txn_time_ms": now_ms,
+        }
+        header = Header(
+            terminal_id, serials[terminal_id], CASH_PAYMENT, "Q", True, "00000", now_ms, "0" * 8
+        )
+        accepted = Accepted(
+            frame=Frame(header, encode_body(body), b"\0" * 8),
+            body=body,
+            serv_type=SERV_TYPES[CASH_PAYMENT],
+            terminal=entry.view,
+            channel=Channel.BUSINESS,
+            key=keys[terminal_id],
+            session_id="0" * 8,
+        )
+        jobs.append(Job(accepted, entry))
+    return jobs
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(args: argparse.Namespace, url: str, folder: Path, pg: tuple[str, str] | None) -> None:
+    console.print(f"money batch on {args.db}: seeding and registering {args.terminals} terminals")
+    keys, numbers = _prepare(url, folder, args.customers, args.terminals)
+    engine = make_engine(url)
+    settings = get_settings()
+    # The writer's own figures (``_spent``) are read here, not reset by its log report.
+    money.REPORT_EVERY_S = float("inf")
+    writer = MoneyWriter(engine, settings, SiteNames(engine), threads=False)
+    jobs = _jobs(TerminalDirectory(engine, 3600), keys, numbers, args.payments)
+    batches = [jobs[i : i + args.batch] for i in range(0, len(jobs), args.batch)]
+    profiler = cProfile.Profile() if args.profile else None
+    held = 0
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("recording", total=len(jobs))
+        started, cpu_started = time.perf_counter(), _cpu()
+        for batch in batches:
+            if profiler is not None:
+                profiler.enable()
+            outcomes = writer.settle(batch)
+            if profiler is not None:
+                profiler.disable()
+            for outcome in outcomes:
+                if not isinstance(outcome, Answer) or outcome.err_number != "00000":
+                    raise SystemExit(f"a payment was not recorded: {outcome!r}")
+                held += b'"held"' in outcome.body
+            progress.update(task, advance=len(batch))
+        wall, cpu = time.perf_counter() - started, _cpu() - cpu_started
+    engine.dispose()
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
+    count = len(jobs)
+    table = Table(title=f"MoneyWriter.settle alone, {args.db}, {os.cpu_count()} CPUs")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("payments recorded (held)", f"{count:,} ({held:,})")
+    table.add_row("batch size", f"{args.batch}")
+    table.add_row("payments/s", f"{count / wall:,.0f}")
+    table.add_row("CPU per payment (this process)", f"{1e6 * cpu / count:,.0f} µs")
+    per_batch = len(batches)
+    table.add_row(
+        "per batch: lock wait / record / commit",
+        " / ".join(f"{1000 * s / per_batch:.1f}" for s in writer._spent) + " ms",
+    )
+    for name, value in _limits(args, folder, pg).items():
+        table.add_row(name, value)
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--payments", type=int, default=40_000)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--terminals", type=int, default=1000)
+    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    parser.add_argument("--profile", help="write a cProfile of the batches to this file")
+    args: Any = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="money-batch-"))
+    if args.db == "sqlite":
+        run(args, f"sqlite:///{folder / 'teleserve.db'}", folder, None)
+        return
+    with pg_database(args.pg_url, "teleserve_money_batch") as pg:
+        run(args, pg[0], folder, pg)
+
+
+if __name__ == "__main__":
+    main()
