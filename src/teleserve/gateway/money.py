@@ -134,9 +134,10 @@ def _hold_reason(
         return HeldReason.number_not_payable.value
     amount = body["amount"]
     if notes_sum is not None:
-        accepted = set(settings.kiosk_note_values)
-        if any(note["value"] not in accepted for note in body["notes"]):
-            return HeldReason.unknown_denomination.value
+        accepted = settings.kiosk_note_values
+        for note in body["notes"]:
+            if note["value"] not in accepted:  # a tuple of six: faster than a set built here
+                return HeldReason.unknown_denomination.value
         if notes_sum != amount:
             return HeldReason.amount_mismatch.value
         amount = notes_sum

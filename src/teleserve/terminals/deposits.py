@@ -22,6 +22,9 @@ from teleserve.terminals.models import deposit_table
 
 __all__ = ["Deposit", "canonical_notes", "deposit_count", "expected_notes", "record_deposits"]
 
+# Built once: ``json.dumps`` with options builds an encoder per call (one per payment).
+_NOTES_JSON = json.JSONEncoder(separators=(",", ":"))
+
 
 def canonical_notes(notes: Iterable[Mapping[str, Any]]) -> list[dict[str, int]]:
     """Notes merged per value and sorted by value (a terminal may list a value twice)."""
@@ -52,7 +55,7 @@ class Deposit:
             "box_id": self.box_id,
             "serial": self.serial,
             "amount": self.amount,
-            "notes": json.dumps(self.notes, separators=(",", ":")),
+            "notes": _NOTES_JSON.encode(self.notes),
             "business_date": self.business_date,
             "created_at": self.created_at,
         }
