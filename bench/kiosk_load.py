@@ -15,7 +15,8 @@ a scratch PostgreSQL database created beside ``--pg-url`` and dropped at the end
      rest CASH_PAYMENTs (2001, one ¥100 note, to a random seeded number). A terminal
      sends one request at a time, as TSP/1 requires: an arrival finding its terminal busy
      waits, and its latency counts from when it was due (no coordinated omission);
-  5. prints payments/s and queries/s answered, p50 / p99 latency, errors, the server's
+  5. prints payments/s and queries/s answered, p50 / p99 latency (from when a request was
+     due) and the p50 / p99 of a payment's own round trip (sent → answered), errors, the server's
      RSS and CPU, and the load generator's own CPU — beside the machine's limits measured
      in the same run: SQLite single-row ``synchronous=FULL`` commits/s on the same disk,
      and on PostgreSQL ``pgbench -c 32 -j 2 -T 30`` (scale 10) tps.
@@ -268,6 +269,9 @@ def _own_cpu() -> float:
 class Stats:
     payments: list[float] = field(default_factory=list)  # latencies, s
     queries: list[float] = field(default_factory=list)
+    # Request sent → answer read, s: the server's part of a payment's latency (the rest is
+    # waiting for the terminal's previous request, TSP/1 being one at a time).
+    answered: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     held: int = 0
     measuring: bool = False
@@ -347,7 +351,10 @@ class Terminal:
                     "txn_time_ms": int(time.time() * 1000),
                 }
                 serial = self.serial + 1
+                sent = time.monotonic()
                 err, body = await self._ask(2001, body_out)
+                if stats.measuring:
+                    stats.answered.append(time.monotonic() - sent)
                 bucket = stats.payments
                 if err == "00000":
                     self.paid.append(serial)
@@ -437,6 +444,8 @@ async def _load(
         "queries_per_s": len(stats.queries) / wall,
         "payment_p50_ms": _percentile(stats.payments, 0.50),
         "payment_p99_ms": _percentile(stats.payments, 0.99),
+        "answer_p50_ms": _percentile(stats.answered, 0.50),
+        "answer_p99_ms": _percentile(stats.answered, 0.99),
         "query_p50_ms": _percentile(stats.queries, 0.50),
         "query_p99_ms": _percentile(stats.queries, 0.99),
         "errors": stats.errors,
@@ -538,6 +547,10 @@ def run(args: argparse.Namespace, url: str, folder: Path, pg: tuple[str, str] | 
         table.add_row(
             "payment p50 / p99",
             f"{result['payment_p50_ms']:.1f} / {result['payment_p99_ms']:.1f} ms",
+        )
+        table.add_row(
+            "payment sent → answered p50 / p99",
+            f"{result['answer_p50_ms']:.1f} / {result['answer_p99_ms']:.1f} ms",
         )
         table.add_row("TXN_STATUS queries answered/s", f"{result['queries_per_s']:,.0f}")
         table.add_row(
