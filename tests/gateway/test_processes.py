@@ -10,6 +10,8 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ from teleserve.gateway.processes import (
     MoneyService,
     RemoteMoneyWriter,
     private_socket_path,
+    remove_stale_socket_dirs,
 )
 from teleserve.payments.models import payment_table
 from tests.terminals.conftest import install_key, register, tree  # noqa: F401 (fixtures)
@@ -189,3 +192,25 @@ def test_a_job_crosses_the_link_unchanged():
     accepted, entry = _sample_job()
     assert unpack_job(pack_job(accepted, entry)) == (accepted, entry)
     assert Answer("00000", b"{}") == Answer("00000", b"{}")
+
+
+def test_a_killed_serve_process_leaves_no_link_directory_behind(tmp_path: Path):
+    """The next start removes the link directories of serve processes that are gone."""
+    # A process id that is surely free: a child that has exited and been reaped.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"teleserve-gateway-{dead.pid}-abc"
+    stale.mkdir()
+    (stale / "money.sock").touch()
+    alive = tmp_path / f"teleserve-gateway-{os.getpid()}-def"
+    alive.mkdir()
+    unrelated = tmp_path / "teleserve-gateway-notapid-x"
+    unrelated.mkdir()
+    assert remove_stale_socket_dirs(tmp_path) == [stale]
+    assert not stale.exists() and alive.exists() and unrelated.exists()
+    path = private_socket_path()
+    try:
+        assert path.parent.name.startswith(f"teleserve-gateway-{os.getpid()}-")
+        assert path.parent.stat().st_mode & 0o777 == 0o700
+    finally:
+        path.parent.rmdir()

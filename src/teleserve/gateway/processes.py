@@ -38,6 +38,7 @@ import gc
 import itertools
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -66,12 +67,37 @@ READY_TIMEOUT_S = 60.0  # a front imports the package and opens its database fir
 SUPERVISE_EVERY_S = 0.5
 
 
+_SOCKET_DIR_PREFIX = "teleserve-gateway-"
+
+
 def private_socket_path() -> Path:
     """A socket path in a fresh directory only this user may enter (mode 0700): nothing
-    else on the machine can connect to the link and hand it pickles."""
-    folder = Path(tempfile.mkdtemp(prefix="teleserve-gateway-"))
+    else on the machine can connect to the link and hand it pickles. The directory's
+    name carries this process's id, so the next start can remove what a killed serve
+    process left behind (``remove_stale_socket_dirs``)."""
+    remove_stale_socket_dirs()
+    folder = Path(tempfile.mkdtemp(prefix=f"{_SOCKET_DIR_PREFIX}{os.getpid()}-"))
     folder.chmod(0o700)
     return folder / "money.sock"
+
+
+def remove_stale_socket_dirs(parent: Path | None = None) -> list[Path]:
+    """Remove this user's link directories whose serve process is gone (a ``kill -9``
+    skips the clean-up in ``GatewayProcesses.stop``); returns what was removed. A
+    directory whose process id now belongs to another live process stays: harmless."""
+    removed = []
+    for folder in (parent or Path(tempfile.gettempdir())).glob(f"{_SOCKET_DIR_PREFIX}*-*"):
+        pid_text = folder.name.removeprefix(_SOCKET_DIR_PREFIX).split("-", 1)[0]
+        try:
+            if not pid_text.isdigit() or folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        except OSError:
+            continue  # alive under another user (EPERM), or gone meanwhile
+    return removed
 
 
 # -- the serve process's side ------------------------------------------------------------
