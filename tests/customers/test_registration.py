@@ -233,6 +233,17 @@ def test_batch_registration(make_uow, engine):
         uow.commit()
     assert len(done) == 301 and len({d.number for d in done}) == 301
     assert all(len(d.account_ids) == 1 for d in done)
+    # Each person's card index is the stored document's blind index (what numbers.assign
+    # takes for the real-name rule); an organisation has none.
+    assert done[7].id_index == crypto.blind_index(make_id(seq="007"), "id_number")
+    assert done[-1].id_index is None
+    with engine.connect() as conn:
+        stored = conn.scalar(
+            select(IdentityDocument.number_index).where(
+                IdentityDocument.customer_id == done[7].customer_id
+            )
+        )
+    assert stored == done[7].id_index
     assert _count(engine, Customer) == 301 and _count(engine, Organization) == 1
     # The precomputed hash works for logging in.
     with make_uow(KIOSK) as uow:

@@ -14,6 +14,7 @@ from teleserve.customers.validation import (
     normalize_email,
     normalize_id_number,
     normalize_mobile,
+    normalize_name,
     normalize_org_path,
     normalize_service_number,
     parse_resident_id,
@@ -33,6 +34,41 @@ def test_a_published_resident_id_checks():
     assert parsed.gender is Gender.female
     assert parse_resident_id("11010519491231002x").number == "11010519491231002X"
     assert parse_resident_id("１１０１０５１９４９１２３１００２Ｘ").number == "11010519491231002X"
+
+
+def test_separators_and_case_are_stripped_before_checking():
+    # Typed forms (lower-case check character, spaces, dashes) and the canonical form,
+    # which takes a shorter path, give the same number.
+    for raw in (
+        "11010519491231002X",
+        "11010519491231002x",
+        " 110105 19491231 002X ",
+        "110105-19491231-002x",
+    ):
+        assert parse_resident_id(raw).number == "11010519491231002X"
+    with pytest.raises(ValidationError) as caught:
+        parse_resident_id("11010519491231002\u00d7")  # a multiplication sign, not an X
+    assert _code(caught) == "id_number_format"
+
+
+def test_the_birth_date_is_checked_against_the_given_day():
+    number = make_id(born="20200101")
+    assert parse_resident_id(number, today=date(2020, 1, 1)).birth_date == date(2020, 1, 1)
+    with pytest.raises(ValidationError) as caught:
+        parse_resident_id(number, today=date(2019, 12, 31))
+    assert _code(caught) == "id_number_birth"
+
+
+def test_the_check_character_needs_17_ascii_digits():
+    assert id_check_character("11010519491231002") == "X"
+    for bad in (
+        "1101051949123100",
+        "110105194912310021",
+        "1101051949123100A",
+        "１１０１０５１９４９１２３１００２",
+    ):
+        with pytest.raises(ValueError):
+            id_check_character(bad)
 
 
 def test_gender_comes_from_the_17th_digit():
@@ -140,6 +176,12 @@ def test_other_fields():
     for bad in ("12", "a" * 33, "138 0013", "号码123"):
         with pytest.raises(ValidationError):
             normalize_service_number(bad)
+    assert normalize_name(" 张  三 ") == "张 三"
+    for bad in ("张\x00三", "张\x1b三", "张三\x01"):
+        with pytest.raises(ValidationError) as caught:
+            normalize_name(bad)
+        assert _code(caught) == "name_invalid"
+    assert normalize_name("Zoë\x7f") == "Zoë\x7f"  # DEL is not a C0 control character
     assert normalize_org_path("/TS/GD/") == "/TS/GD/"
     for bad in ("/", "TS/GD/", "/TS/GD", "/TS//GD/"):
         with pytest.raises(ValidationError):

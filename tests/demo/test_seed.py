@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select, text
 
-from teleserve.core import audit
+from teleserve.core import audit, crypto
 from teleserve.core.actor import SYSTEM
 from teleserve.core.errors import NotFound
 from teleserve.core.uow import UnitOfWork
@@ -61,6 +61,20 @@ def test_seed_builds_a_consistent_operator(engine, settings, cheap_staff_hashes)
         assigned = sum(n for _, n in per_card)
         lines = conn.execute(text("SELECT count(*) FROM inventory_subscription")).scalar_one()
         assert assigned == lines == result.lines
+        # Every number is registered to its holder's card: a person's identity document
+        # as the customers domain indexed it, an organisation's credit code.
+        cards = conn.execute(
+            text(
+                "SELECT p.id_index, d.number_index, o.credit_code FROM pool_number p"
+                " LEFT JOIN cust_identity_document d ON d.customer_id = p.customer_id"
+                " LEFT JOIN cust_organization o ON o.customer_id = p.customer_id"
+                " WHERE p.status = 'assigned'"
+            )
+        ).all()
+        assert len(cards) == assigned
+        for card, document_index, credit_code in cards:
+            expected = document_index or crypto.blind_index(credit_code, "id_number")
+            assert card == expected
 
 
 def test_seeded_customers_are_valid_and_scoped(engine, settings, cheap_staff_hashes):

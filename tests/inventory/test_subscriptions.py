@@ -4,7 +4,7 @@ from teleserve.core.actor import SYSTEM, Actor, ActorKind
 from teleserve.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from teleserve.inventory import service
 from teleserve.inventory.models import Subscription, SubscriptionVas
-from teleserve.inventory.schemas import NewSubscription, SubscriptionStatus
+from teleserve.inventory.schemas import LineKind, NewSubscription, SubscriptionStatus
 from tests.catalog.helpers import audit_actions, count, outbox
 from tests.inventory.conftest import (
     AGENT,
@@ -381,3 +381,17 @@ def test_errors_render_in_chinese(make_uow, line):
     with make_uow(AGENT) as uow, pytest.raises(Conflict) as exc:
         service.add_vas(uow, line.id, "VAS_CLIP")
     assert exc.value.render("zh-CN") == "该号码已订购增值业务 VAS_CLIP"
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "stored"),
+    [
+        ("mobile", "13912345678", "13912345678"),  # digits only: nothing to strip
+        ("mobile", "139 1234 5678", "13912345678"),
+        ("mobile", "+86 139-1234-5678", "13912345678"),
+        ("mobile", "139\u30001234\t5678", "13912345678"),  # any whitespace goes
+        ("fixed_line", "075588886666", "075588886666"),
+    ],
+)
+def test_service_number_forms_without_a_database(kind, raw, stored):
+    assert service.normalise_service_number(LineKind(kind), raw) == stored

@@ -88,6 +88,10 @@ def test_reserve_bad_holder_or_minutes_changes_nothing(pool, engine):
     bad_inputs = [
         ("", None),
         ("has space", None),
+        (" leading", None),
+        ("trailing ", None),
+        ("tab\there", None),
+        ("wide\u3000space", None),
         ("x" * 101, None),
         (ALICE, 0),
         (ALICE, 10_081),

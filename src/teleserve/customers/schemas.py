@@ -66,6 +66,9 @@ class Registered(_Frozen):
     number: str
     account_ids: tuple[str, ...] = ()
     account_numbers: tuple[str, ...] = ()
+    # The identity document's blind index (``crypto.blind_index``, never the number), as
+    # ``numbers.assign`` takes it for the real-name rule; ``None`` for organisations.
+    id_index: str | None = None
 
 
 class ContactMediumView(_Frozen):

@@ -263,10 +263,13 @@ def register_customers_batch(
 
 def _register(uow: UnitOfWork, specs: Sequence[CustomerRegistration]) -> list[Registered]:
     uow.actor.require(WRITE)
+    # One clock reading for the batch's birth-date checks (the date cannot move much
+    # within a batch, and reading it per row was a visible share of a bulk seed's CPU).
+    today = business_date()
     prepared = []
     for row, spec in enumerate(specs):
         try:
-            prepared.append(_prepare(uow, spec))
+            prepared.append(_prepare(uow, spec, today))
         except ValidationError as exc:
             raise ValidationError(exc.message, code=exc.code, row=row, **exc.params) from None
     if not prepared:
@@ -275,7 +278,7 @@ def _register(uow: UnitOfWork, specs: Sequence[CustomerRegistration]) -> list[Re
     return _insert(uow, prepared)
 
 
-def _prepare(uow: UnitOfWork, spec: CustomerRegistration) -> _Prepared:
+def _prepare(uow: UnitOfWork, spec: CustomerRegistration, today: date) -> _Prepared:
     org_path = normalize_org_path(spec.org_path)
     if not uow.actor.sees(org_path):
         raise PermissionDenied(_("You cannot register customers outside your organisation"))
@@ -288,7 +291,7 @@ def _prepare(uow: UnitOfWork, spec: CustomerRegistration) -> _Prepared:
         org_path=org_path,
     )
     if spec.category is CustomerCategory.individual:
-        _prepare_person(item, spec)
+        _prepare_person(item, spec, today)
     else:
         if not spec.credit_code:
             raise ValidationError(
@@ -302,9 +305,7 @@ def _prepare(uow: UnitOfWork, spec: CustomerRegistration) -> _Prepared:
         item.contacts.append((ContactKind.email, normalize_email(spec.email)))
     if spec.address:
         item.contacts.append((ContactKind.address, normalize_address(spec.address)))
-    item.accounts = [
-        _check_account(a.kind, a.credit_limit, a.bill_cycle_day) for a in spec.accounts
-    ]
+    item.accounts = [_checked_account_spec(a) for a in spec.accounts]
     for service in spec.service_numbers:
         number = normalize_service_number(service.service_number)
         if service.password_hash is not None and not service.password_hash.startswith("$argon2id$"):
@@ -312,8 +313,11 @@ def _prepare(uow: UnitOfWork, spec: CustomerRegistration) -> _Prepared:
                 _("A precomputed service password must be an argon2id hash"),
                 code="password_hash_invalid",
             )
+        # The specs are frozen: one already in its canonical form is kept as it is.
         item.services.append(
-            ServiceNumberSpec(service_number=number, password_hash=service.password_hash)
+            service
+            if number == service.service_number
+            else ServiceNumberSpec(service_number=number, password_hash=service.password_hash)
         )
     return item
 
@@ -322,7 +326,7 @@ def _is_person(spec: CustomerRegistration) -> bool:
     return spec.category is CustomerCategory.individual
 
 
-def _prepare_person(item: _Prepared, spec: CustomerRegistration) -> None:
+def _prepare_person(item: _Prepared, spec: CustomerRegistration, today: date) -> None:
     if not spec.id_number:
         raise ValidationError(
             _("A person needs an identity document number"), code="id_number_missing"
@@ -336,7 +340,9 @@ def _prepare_person(item: _Prepared, spec: CustomerRegistration) -> None:
     gender = _check_gender(spec.gender)
     if id_type in (IdType.resident_id, IdType.hmt_residence_permit):
         # The number itself says when and of which sex its holder was born.
-        parsed = parse_resident_id(spec.id_number, permit=id_type is IdType.hmt_residence_permit)
+        parsed = parse_resident_id(
+            spec.id_number, permit=id_type is IdType.hmt_residence_permit, today=today
+        )
         if gender is not None and gender != parsed.gender:
             raise ValidationError(
                 _("The gender does not match the ID number"), code="gender_mismatch"
@@ -483,6 +489,7 @@ def _registration_rows(
                 number=number,
                 account_ids=tuple(a["id"] for a in accounts),
                 account_numbers=tuple(a["number"] for a in accounts),
+                id_index=item.doc_index,
             )
         )
     return rows, results
@@ -821,6 +828,25 @@ def _require_writable(uow: UnitOfWork) -> None:
 
 
 def _check_account(kind: AccountKind | str, credit_limit: int, bill_cycle_day: int) -> AccountSpec:
+    account_kind = _checked_account_kind(kind, credit_limit, bill_cycle_day)
+    return AccountSpec(kind=account_kind, credit_limit=credit_limit, bill_cycle_day=bill_cycle_day)
+
+
+def _checked_account_spec(spec: AccountSpec) -> AccountSpec:
+    """``_check_account`` of a spec: the spec itself when its kind is already an
+    ``AccountKind`` (specs are frozen), so a bulk registration builds no copy per row."""
+    kind = _checked_account_kind(spec.kind, spec.credit_limit, spec.bill_cycle_day)
+    if kind is spec.kind:
+        return spec
+    return AccountSpec(
+        kind=kind, credit_limit=spec.credit_limit, bill_cycle_day=spec.bill_cycle_day
+    )
+
+
+def _checked_account_kind(
+    kind: AccountKind | str, credit_limit: int, bill_cycle_day: int
+) -> AccountKind:
+    """The account's kind, after checking the kind, credit limit and bill cycle day."""
     try:
         account_kind = AccountKind(kind)
     except ValueError:
@@ -839,7 +865,7 @@ def _check_account(kind: AccountKind | str, credit_limit: int, bill_cycle_day: i
         or not 1 <= bill_cycle_day <= 28
     ):
         raise ValidationError(_("The bill cycle day is between 1 and 28"), code="bill_cycle_day")
-    return AccountSpec(kind=account_kind, credit_limit=credit_limit, bill_cycle_day=bill_cycle_day)
+    return account_kind
 
 
 def open_billing_account(

@@ -30,6 +30,7 @@ from teleserve.core.calendar import seed_default_calendar
 from teleserve.core.crypto import blind_index
 from teleserve.core.uow import UnitOfWork
 from teleserve.customers import service as customers
+from teleserve.customers.models import AccountKind
 from teleserve.customers.schemas import AccountSpec, CustomerRegistration, ServiceNumberSpec
 from teleserve.demo import people
 from teleserve.demo.catalog import OFFERINGS, REWARDS
@@ -233,9 +234,7 @@ def _customer_batch(
                     credit_code=person.credit_code,
                     mobile=person.numbers[0],
                     address=person.address,
-                    accounts=(
-                        AccountSpec(kind=person.account_kind, credit_limit=person.credit_limit),
-                    ),
+                    accounts=_account_specs(person.account_kind, person.credit_limit),
                     service_numbers=tuple(
                         ServiceNumberSpec(service_number=n, password_hash=password_hash)
                         for n in person.numbers
@@ -258,7 +257,13 @@ def _customer_batch(
         lines: list[NewSubscription] = []
         assignments: list[tuple[str, str, str]] = []  # (number, ID card index, customer)
         for reg, person, hall in zip(registered, batch, halls, strict=True):
-            id_index = blind_index(person.document, "id_number")
+            # A person's card index is the one the customers service stored with the
+            # document; an organisation's lines are registered to its credit code.
+            id_index = (
+                reg.id_index
+                if reg.id_index is not None
+                else blind_index(person.document, customers.ID_PURPOSE)
+            )
             for number, (plan_code, vas) in zip(person.numbers, person.lines, strict=True):
                 lines.append(
                     NewSubscription(
@@ -331,6 +336,13 @@ def _cyclic_gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+@functools.cache
+def _account_specs(kind: str, credit_limit: int) -> tuple[AccountSpec]:
+    """A customer's one billing account: specs are frozen, so customers with the same
+    kind and limit share one (a handful of distinct ones, instead of one per customer)."""
+    return (AccountSpec(kind=AccountKind(kind), credit_limit=credit_limit),)
 
 
 @functools.cache

@@ -97,6 +97,12 @@ PLAN_KIND_FOR_LINE: Mapping[LineKind, str] = {
     LineKind.broadband: "broadband",
 }
 VAS_KINDS = frozenset({"vas"})
+# ``PLAN_KIND_FOR_LINE`` as the eligibility check's ``kinds``, built once, not per line.
+_PLAN_KINDS: Mapping[LineKind, frozenset[str]] = {
+    kind: frozenset({plan_kind}) for kind, plan_kind in PLAN_KIND_FOR_LINE.items()
+}
+# What a typed phone number may carry that its stored form does not.
+_SEPARATORS_RE = re.compile(r"[\s-]")
 
 _MOBILE_RE = re.compile(r"1[3-9]\d{9}")
 _FIXED_RE = re.compile(r"0[1-9]\d{8,10}")  # area code (010, 0755...) and 7-8 digits
@@ -343,7 +349,8 @@ def normalise_service_number(kind: LineKind, raw: str) -> str:
         if not _BROADBAND_RE.fullmatch(value):
             raise ValidationError(_("Not a valid broadband account name"))
         return value
-    value = re.sub(r"[\s-]", "", raw)
+    # A number of ASCII digits has no separators (the common case, a bulk order's every line).
+    value = raw if raw.isascii() and raw.isdigit() else _SEPARATORS_RE.sub("", raw)
     if kind is LineKind.mobile:
         if value.startswith("+86"):
             value = value[3:]
@@ -638,7 +645,7 @@ def _prepare(
         "account_type": spec.account_type,
         "org_path": spec.org_path,
     }
-    checker.check(plan, kinds={PLAN_KIND_FOR_LINE[spec.kind]}, **context)
+    checker.check(plan, kinds=_PLAN_KINDS[spec.kind], **context)
     vas_codes: list[str] = []
     for raw in spec.vas_codes:
         code = _norm_code(raw)
