@@ -42,16 +42,25 @@ def subkey(purpose: str) -> bytes:
     return _subkey(get_settings().data_key, purpose)
 
 
+@lru_cache(maxsize=4)
+def _cipher(data_key: str) -> AESGCM:
+    # Built once per data key: building one per call was over a third of ``encrypt``'s
+    # cost (4.3 -> 2.7 us), paid per identity document in a bulk registration.
+    return AESGCM(_subkey(data_key, "encrypt"))
+
+
 def encrypt(plaintext: str, purpose: str) -> str:
     """Base64 of nonce + AES-GCM ciphertext of ``plaintext``, bound to ``purpose``."""
     nonce = os.urandom(12)
-    sealed = AESGCM(subkey("encrypt")).encrypt(nonce, plaintext.encode(), purpose.encode())
+    cipher = _cipher(get_settings().data_key)
+    sealed = cipher.encrypt(nonce, plaintext.encode(), purpose.encode())
     return base64.b64encode(nonce + sealed).decode()
 
 
 def decrypt(token: str, purpose: str) -> str:
     raw = base64.b64decode(token)
-    return AESGCM(subkey("encrypt")).decrypt(raw[:12], raw[12:], purpose.encode()).decode()
+    cipher = _cipher(get_settings().data_key)
+    return cipher.decrypt(raw[:12], raw[12:], purpose.encode()).decode()
 
 
 def blind_index(value: str, purpose: str) -> str:
