@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import argparse
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -26,3 +29,26 @@ def pg_database(pg_url: str, name: str) -> Iterator[tuple[str, str]]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+Run = Callable[[argparse.Namespace, str, Path, tuple[str, str] | None], None]
+
+
+def database_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--db``, ``--customers`` (the demo operator's size) and ``--pg-url``."""
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+
+
+def run_on_database(args: argparse.Namespace, name: str, run: Run) -> None:
+    """``run(args, url, folder, pg)`` on a fresh SQLite file in a new temporary folder, or
+    on a scratch PostgreSQL database called ``name`` (``pg``: its urls; ``None`` on
+    SQLite), dropped afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{name.replace('_', '-')}-"))
+    if args.db == "sqlite":
+        run(args, f"sqlite:///{folder / 'teleserve.db'}", folder, None)
+        return
+    with pg_database(args.pg_url, f"teleserve_{name}") as pg:
+        run(args, pg[0], folder, pg)

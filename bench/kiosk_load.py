@@ -49,14 +49,13 @@ import secrets
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_common import pg_database
+from bench_common import database_arguments, run_on_database
 from ledger_bench import pgbench, sqlite_raw
 from rich.console import Console
 from rich.progress import Progress
@@ -80,7 +79,6 @@ from teleserve.gateway.stream import FrameDecoder
 from teleserve.inventory.models import Subscription
 from teleserve.terminals import service as terminals
 
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ZERO_SESSION = "00000000"
 console = Console(width=None if sys.stdout.isatty() else 150)
 
@@ -574,12 +572,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    database_arguments(parser)
     parser.add_argument("--terminals", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=1000.0, help="requests/s offered in all")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--query-share", type=float, default=0.2)
-    parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument(
         "--idle", type=int, default=0, help="connect this many idle terminals instead"
     )
@@ -592,15 +589,8 @@ def main() -> None:
         default=0,
         help="gateway front processes (TELESERVE_GATEWAY_PROCESSES; 0: all in one process)",
     )
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="kiosk-load-"))
-    if args.db == "sqlite":
-        run(args, f"sqlite:///{folder / 'teleserve.db'}", folder, None)
-        return
-    with pg_database(args.pg_url, "teleserve_kiosk_load") as pg:
-        run(args, pg[0], folder, pg)
+    run_on_database(parser.parse_args(), "kiosk_load", run)
 
 
 if __name__ == "__main__":

@@ -28,13 +28,11 @@ import os
 import random
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from bench_common import pg_database
-from kiosk_load import DEFAULT_PG_URL, _limits, _prepare
+from bench_common import database_arguments, run_on_database
+from kiosk_load import _limits, _prepare
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -149,20 +147,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    database_arguments(parser)
     parser.add_argument("--payments", type=int, default=40_000)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--terminals", type=int, default=1000)
-    parser.add_argument("--customers", type=int, default=2000)
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     parser.add_argument("--profile", help="write a cProfile of the batches to this file")
-    args: Any = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="money-batch-"))
-    if args.db == "sqlite":
-        run(args, f"sqlite:///{folder / 'teleserve.db'}", folder, None)
-        return
-    with pg_database(args.pg_url, "teleserve_money_batch") as pg:
-        run(args, pg[0], folder, pg)
+    run_on_database(parser.parse_args(), "money_batch", run)
 
 
 if __name__ == "__main__":
