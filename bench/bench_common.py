@@ -35,11 +35,16 @@ DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 Run = Callable[[argparse.Namespace, str, Path, tuple[str, str] | None], None]
 
 
-def database_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--db``, ``--customers`` (the demo operator's size) and ``--pg-url``."""
+def database_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's parser (``doc`` as its help) with ``--db``, ``--customers`` (the demo
+    operator's size) and ``--pg-url``."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    return parser
 
 
 def run_on_database(args: argparse.Namespace, name: str, run: Run) -> None:

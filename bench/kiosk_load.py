@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_common import database_arguments, run_on_database
+from bench_common import database_parser, run_on_database
 from ledger_bench import pgbench, sqlite_raw
 from rich.console import Console
 from rich.progress import Progress
@@ -569,10 +569,7 @@ def run(args: argparse.Namespace, url: str, folder: Path, pg: tuple[str, str] | 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    database_arguments(parser)
+    parser = database_parser(__doc__)
     parser.add_argument("--terminals", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=1000.0, help="requests/s offered in all")
     parser.add_argument("--seconds", type=float, default=20.0)

@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import database_arguments, run_on_database
+from bench_common import database_parser, run_on_database
 from kiosk_load import _limits, _prepare
 from rich.console import Console
 from rich.progress import Progress
@@ -144,10 +144,7 @@ def run(args: argparse.Namespace, url: str, folder: Path, pg: tuple[str, str] | 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    database_arguments(parser)
+    parser = database_parser(__doc__)
     parser.add_argument("--payments", type=int, default=40_000)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--terminals", type=int, default=1000)
