@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from teleserve.core.actor import SYSTEM, Actor, ActorKind
 from teleserve.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
@@ -395,3 +397,15 @@ def test_errors_render_in_chinese(make_uow, line):
 )
 def test_service_number_forms_without_a_database(kind, raw, stored):
     assert service.normalise_service_number(LineKind(kind), raw) == stored
+
+
+@given(st.text(alphabet="0123456789+- 86", min_size=1, max_size=20))
+def test_a_number_is_looked_up_in_every_form_it_may_be_stored_in(raw: str):
+    """The plain-digits shortcut of ``_lookup_forms`` gives what trying each kind gives."""
+    forms = {raw.strip()}
+    for kind in LineKind:
+        try:
+            forms.add(service.normalise_service_number(kind, raw))
+        except ValidationError:
+            continue
+    assert service._lookup_forms(raw) == sorted(f for f in forms if f)

@@ -366,6 +366,16 @@ def normalise_service_number(kind: LineKind, raw: str) -> str:
 
 def _lookup_forms(raw: str) -> list[str]:
     """Every stored form ``raw`` could have (the kind is not known at lookup)."""
+    if (
+        isinstance(raw, str)
+        and raw.isascii()
+        and raw.isdigit()
+        and not (len(raw) == 13 and raw.startswith("86"))
+    ):
+        # Plain digits are their own stored form for every kind (only a 13-digit 86...
+        # number has another, without the country code): the kiosk money path looks up
+        # every payment's number, always digits.
+        return [raw]
     forms = {raw.strip()} if isinstance(raw, str) else set()
     for kind in LineKind:
         try:
