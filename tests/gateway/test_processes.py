@@ -24,6 +24,8 @@ from teleserve.core.settings import Settings
 from teleserve.gateway.link import pack_job, unpack_job
 from teleserve.gateway.money import Answer
 from teleserve.gateway.processes import (
+    CLEAN_EXIT_GRACE_S,
+    SUPERVISE_EVERY_S,
     GatewayProcesses,
     MoneyService,
     RemoteMoneyWriter,
@@ -126,6 +128,21 @@ def test_a_killed_front_is_started_again(fronts: GatewayProcesses, engine: Engin
     assert (err, body["status"]) == ("00000", "completed")
     assert _payments(engine) == 1
     conn.client.close()
+
+
+def test_a_front_that_stopped_cleanly_is_replaced_after_a_grace(fronts: GatewayProcesses):
+    """A front's clean exit (SIGTERM) is what a whole process group's stop looks like, so
+    the supervisor waits CLEAN_EXIT_GRACE_S for its own stop before starting another."""
+    process, _ = fronts._fronts[0]
+    os.kill(process.pid, signal.SIGTERM)
+    process.join(10)
+    assert process.exitcode == 0
+    stopped_at = time.monotonic()
+    deadline = stopped_at + 30
+    while fronts._fronts[0][0] is process:
+        assert time.monotonic() < deadline, "the front was not started again"
+        time.sleep(0.05)
+    assert time.monotonic() - stopped_at >= CLEAN_EXIT_GRACE_S - SUPERVISE_EVERY_S
 
 
 def test_the_link_relays_sign_ons_and_reports_a_lost_writer(tmp_path: Path):

@@ -579,3 +579,21 @@ def test_a_large_answer_comes_in_frames_and_a_recorded_one_is_resent_in_full(
     assert calls == [1012, 1003]
     assert again_whole == first_whole == {"month": "2026-11", "items": items}
     assert [f.body for f in again] == [f.body for f in first]
+
+
+def test_stopping_with_connections_open_reports_no_error(gw: GatewayThread):
+    """Stopping ends each open connection's task normally: on Python 3.11 a cancelled one
+    made asyncio log an "Exception in callback" traceback per connection."""
+    problems: list[dict[str, Any]] = []
+    gw.loop.call_soon_threadsafe(
+        gw.loop.set_exception_handler, lambda _loop, context: problems.append(context)
+    )
+    clients = [business(gw), business(gw), management(gw)]
+    deadline = time.monotonic() + 10
+    while len(gw.gateway._tasks) < len(clients):  # every connection's handler is running
+        assert time.monotonic() < deadline, "the connections were not accepted"
+        time.sleep(0.02)
+    gw.stop()
+    assert problems == []
+    for client in clients:
+        client.close()

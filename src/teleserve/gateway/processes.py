@@ -65,6 +65,10 @@ log = get_logger("teleserve.gateway.processes")
 
 READY_TIMEOUT_S = 60.0  # a front imports the package and opens its database first
 SUPERVISE_EVERY_S = 0.5
+# A front that exited cleanly was told to stop: by this process, or with the whole process
+# group (Ctrl-C, ``systemctl stop``, ``timeout``), in which case this process is stopping
+# too. It is started again only if this process still runs after this long.
+CLEAN_EXIT_GRACE_S = 2.0
 
 
 _SOCKET_DIR_PREFIX = "teleserve-gateway-"
@@ -388,11 +392,17 @@ class GatewayProcesses:
         return process, receive
 
     def _supervise(self) -> None:
+        dead_since: dict[int, float] = {}  # pid -> when first seen dead (clean exits)
         while not self._stopping.wait(SUPERVISE_EVERY_S):
             for index, (process, ready) in enumerate(self._fronts):
                 if process.is_alive() or self._stopping.is_set():
                     continue
+                if process.exitcode == 0:
+                    first = dead_since.setdefault(process.pid, time.monotonic())
+                    if time.monotonic() - first < CLEAN_EXIT_GRACE_S:
+                        continue
                 log.warning("gateway.front_restarted", pid=process.pid, exitcode=process.exitcode)
+                dead_since.pop(process.pid, None)
                 ready.close()
                 self._fronts[index] = self._spawn()
 
