@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from teleserve.core.settings import Settings
-from teleserve.gateway.link import pack_job, unpack_job
+from teleserve.gateway.link import PAY, pack_job, unpack_job
 from teleserve.gateway.money import Answer
 from teleserve.gateway.processes import (
     CLEAN_EXIT_GRACE_S,
@@ -231,3 +231,39 @@ def test_a_killed_serve_process_leaves_no_link_directory_behind(tmp_path: Path):
         assert path.parent.stat().st_mode & 0o777 == 0o700
     finally:
         path.parent.rmdir()
+
+
+class _CountingWriter:
+    """What ``MoneyService`` needs of a money writer: the batches it is handed."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self.max_batch = 256
+        self.batches: list[int] = []
+
+    def settle(self, jobs: list[Any]) -> list[Answer]:
+        self.batches.append(len(jobs))
+        return [Answer("00000", b"{}") for _ in jobs]
+
+
+class _SilentLink:
+    def send(self, message: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("window_s", "batches"), [(0.0, [1, 1, 1]), (0.2, [3])])
+def test_the_inline_writer_waits_its_window_to_gather_a_batch(window_s, batches):
+    """``gateway_money_window_ms`` holds on SQLite's inline writer too: payments arriving
+    within the window are recorded together; without one, each turn's arrivals go."""
+    packed = pack_job(*_sample_job())
+    writer = _CountingWriter(window_s)
+    service = MoneyService(writer, inline=True)  # type: ignore[arg-type]
+
+    async def arrive() -> None:
+        for request_id in range(3):
+            service._on_message(_SilentLink(), (PAY, request_id, packed))  # type: ignore[arg-type]
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(window_s + 0.2)
+
+    asyncio.run(arrive())
+    assert writer.batches == batches

@@ -108,9 +108,11 @@ class Settings(BaseSettings):
     # payments per transaction; writer threads (SQLite always uses one: one writer).
     gateway_money_batch: int = Field(default=256, ge=1, le=5000)
     gateway_money_writers: int = Field(default=4, ge=1, le=64)
-    # How long a writer waits for more payments after the first before writing (ms).
-    # 0: none — measured on the 2-core VM, a 2 or 5 ms window lowered the SQLite rate
-    # (1,195 -> 985 payments/s, BENCHMARKS.md "Kiosk load").
+    # How long a writer waits for more payments after the first before writing (ms),
+    # the writer threads and SQLite's inline writer alike. 0: none. With the front
+    # processes on a slow 2-core VM, 5 ms cut the server's CPU at 1,000 requests/s by a
+    # quarter without a measurable change in p99 or saturation rate (BENCHMARKS.md
+    # "Kiosk load", session 5); before them it lowered the SQLite rate (1,195 -> 985/s).
     gateway_money_window_ms: float = Field(default=0.0, ge=0, le=50)
     # Let several ``serve --role gateway`` processes listen on the same ports (PostgreSQL
     # only; each process keeps its own sessions: docs/gateway.md, "Still to come").

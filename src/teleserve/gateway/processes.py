@@ -156,7 +156,11 @@ class MoneyService:
                 self._waiting.append((link, message[1], Job(accepted, entry)))
                 if not self._drain_due:
                     self._drain_due = True
-                    asyncio.get_running_loop().call_soon(self._drain)
+                    loop = asyncio.get_running_loop()
+                    if self.money.window_s > 0:
+                        loop.call_later(self.money.window_s, self._drain)
+                    else:
+                        loop.call_soon(self._drain)
                 return
             future = self.money.enqueue(accepted, entry)
             future.add_done_callback(partial(_answer, link, message[1]))
