@@ -65,6 +65,37 @@ def free_port() -> int:
         return port
 
 
+class ReservedPorts:
+    """Ports for a gateway that starts later in the test, held meanwhile: each is bound
+    with SO_REUSEPORT and never listened on, so the agent's connections are refused as on
+    a free port, while no other process (another xdist worker's server) can take it in
+    between — a plain free port was taken so once, and the agent talked to an HTTP server.
+    A gateway started with ``gateway_reuse_port`` binds it beside the reservation."""
+
+    def __init__(self) -> None:
+        self._held: list[socket.socket] = []
+
+    def take(self) -> int:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", 0))
+        self._held.append(sock)
+        port: int = sock.getsockname()[1]
+        return port
+
+    def release(self) -> None:
+        for sock in self._held:
+            sock.close()
+        self._held = []
+
+
+@pytest.fixture
+def reserved_ports() -> Iterator[ReservedPorts]:
+    ports = ReservedPorts()
+    yield ports
+    ports.release()
+
+
 @dataclass
 class FakeServer:
     """The handlers and what they saw. Handlers run in the gateway's worker threads."""
@@ -240,6 +271,8 @@ class Gateways:
                 "gateway_business_port": business_port,
                 "gateway_management_port": management_port,
                 "gateway_terminal_cache_s": 0,
+                # Given ports come from ``ReservedPorts``, held with SO_REUSEPORT.
+                "gateway_reuse_port": bool(business_port or management_port),
             }
         )
         thread = GatewayThread(self.engine, s, handlers=self.fake.handlers())

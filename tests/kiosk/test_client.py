@@ -27,9 +27,9 @@ from .conftest import (
     FakeServer,
     Gateways,
     Kiosk,
+    ReservedPorts,
     config_for,
     eventually,
-    free_port,
     kiosk_config,
     run,
 )
@@ -118,9 +118,12 @@ def test_backoff_grows_with_jitter_and_caps():
 
 
 def test_agent_reconnects_with_backoff_when_the_server_comes_up(
-    gateways: Gateways, fake: FakeServer, make_kiosk: Callable[..., Kiosk]
+    gateways: Gateways,
+    fake: FakeServer,
+    make_kiosk: Callable[..., Kiosk],
+    reserved_ports: ReservedPorts,
 ):
-    business, management = free_port(), free_port()
+    business, management = reserved_ports.take(), reserved_ports.take()
     # A stopped test gateway leaves its sockets open without answering (a hung server):
     # the next KEEPALIVE goes unanswered, which is how the agent notices.
     gateways.settings = gateways.settings.model_copy(update={"gateway_keepalive_s": 1})
@@ -210,10 +213,13 @@ def test_tls_with_a_client_certificate(
 
 
 def test_pending_entries_wait_for_the_connection(
-    gateways: Gateways, fake: FakeServer, make_kiosk: Callable[..., Kiosk]
+    gateways: Gateways,
+    fake: FakeServer,
+    make_kiosk: Callable[..., Kiosk],
+    reserved_ports: ReservedPorts,
 ):
     """A payment made while the server is down is journaled, and delivered once up."""
-    business, management = free_port(), free_port()
+    business, management = reserved_ports.take(), reserved_ports.take()
     kiosk = make_kiosk(kiosk_config(business, management))
 
     async def scenario() -> None:
