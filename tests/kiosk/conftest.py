@@ -25,6 +25,7 @@ from teleserve.core.uow import UnitOfWork
 from teleserve.gateway.checks import Accepted
 from teleserve.gateway.dispatch import Handler, Result
 from teleserve.gateway.errors import TspError
+from teleserve.gateway.processes import reserve_port
 from teleserve.gateway.server import GatewayThread
 from teleserve.kiosk.agent import Agent
 from teleserve.kiosk.availability import Link
@@ -76,9 +77,7 @@ class ReservedPorts:
         self._held: list[socket.socket] = []
 
     def take(self) -> int:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = reserve_port("127.0.0.1", 0)
         self._held.append(sock)
         port: int = sock.getsockname()[1]
         return port

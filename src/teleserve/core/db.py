@@ -416,10 +416,10 @@ def _unnest_statement(
 
 
 def _array_element_type(column: Any, dialect: Any) -> str:
-    """The column's PostgreSQL type for an array of its values, without a length: a cast
-    to ``VARCHAR(16)[]`` would cut a longer value to a stored one's prefix."""
-    compiled = str(column.type.dialect_impl(dialect).compile(dialect=dialect))
-    return compiled.split("(", 1)[0]
+    """The column's PostgreSQL type for an array of its values: ``_array_of``'s element,
+    as SQL text."""
+    element = _array_of(column).item_type
+    return str(element.dialect_impl(dialect).compile(dialect=dialect))
 
 
 def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:

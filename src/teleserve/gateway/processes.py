@@ -154,13 +154,7 @@ class MoneyService:
             accepted, entry = unpack_job(message[2])
             if self.inline:
                 self._waiting.append((link, message[1], Job(accepted, entry)))
-                if not self._drain_due:
-                    self._drain_due = True
-                    loop = asyncio.get_running_loop()
-                    if self.money.window_s > 0:
-                        loop.call_later(self.money.window_s, self._drain)
-                    else:
-                        loop.call_soon(self._drain)
+                self._schedule_drain()
                 return
             future = self.money.enqueue(accepted, entry)
             future.add_done_callback(partial(_answer, link, message[1]))
@@ -170,6 +164,18 @@ class MoneyService:
                     other.send(message)
         else:
             log.error("gateway.link_unknown_message", kind=message[0])
+
+    def _schedule_drain(self) -> None:
+        """The next batch is recorded on a later turn of the loop (after the writer's
+        window, if it has one), once, whatever arrives meanwhile."""
+        if self._drain_due:
+            return
+        self._drain_due = True
+        loop = asyncio.get_running_loop()
+        if self.money.window_s > 0:
+            loop.call_later(self.money.window_s, self._drain)
+        else:
+            loop.call_soon(self._drain)
 
     def _drain(self) -> None:
         """Record one batch of what is waiting (blocking the loop meanwhile), answer it,
@@ -298,7 +304,7 @@ async def _run_front(engine: Engine, settings: Settings, path: Path, ready: Conn
     await remote.close()
 
 
-def _reserve(host: str, port: int) -> socket.socket:
+def reserve_port(host: str, port: int) -> socket.socket:
     """Bind (not listen) ``host:port`` with SO_REUSEPORT: port 0 becomes a concrete port
     every front can bind too, and the port stays ours while fronts restart."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -336,8 +342,8 @@ class GatewayProcesses:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self.service.start(self.path), self.loop).result(10)
         self._reserved = [
-            _reserve(s.gateway_host, s.gateway_business_port),
-            _reserve(s.gateway_host, s.gateway_management_port),
+            reserve_port(s.gateway_host, s.gateway_business_port),
+            reserve_port(s.gateway_host, s.gateway_management_port),
         ]
         business, management = (sock.getsockname()[1] for sock in self._reserved)
         self._front_settings = s.model_copy(
