@@ -182,7 +182,9 @@ def _run_server(
     import uvicorn
 
     from teleserve import tasks
+    from teleserve.core import outbox, worker
     from teleserve.core.logging import configure_logging
+    from teleserve.core.wal import start_checkpointer
     from teleserve.core.worker import run_forever
     from teleserve.web.app import create_app
 
@@ -191,6 +193,14 @@ def _run_server(
     engine = engine_for(settings)
     require_schema(settings, engine)
     tasks.load_all()
+    # Every handler of this release is registered now: the events none of them hear are
+    # written done (core.outbox), not left for the worker to acknowledge.
+    outbox.acknowledge_at_insert(worker.registry.unheard_events())
+    checkpointer = (
+        start_checkpointer(engine.url.database, interval_ms=settings.sqlite_checkpoint_interval_ms)
+        if settings.is_sqlite
+        else None
+    )
     stop = threading.Event()
     worker_thread = None
     if role in ("all", "worker"):
@@ -251,6 +261,9 @@ def _run_server(
             gateway.stop()
         if worker_thread is not None:
             worker_thread.join(timeout=10)
+        if checkpointer is not None:
+            checkpointer.stop()
+        outbox.acknowledge_at_insert(())
         engine.dispose()
 
 

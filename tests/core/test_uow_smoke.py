@@ -41,3 +41,52 @@ def test_savepoint_drops_what_its_block_queued(make_uow, engine):
         topics = sorted(conn.execute(select(OutboxMessage.topic)).scalars().all())
     assert actions == ["kept"]
     assert topics == ["kept", "kept.too"]
+
+
+def test_the_connection_is_the_transactions_until_it_ends(make_uow, engine):
+    """``uow.connection`` is asked for a dozen times a money batch and kept; a commit or a
+    rollback ends its transaction, and the next statement gets the new one's."""
+    with make_uow() as uow:
+        first = uow.connection
+        assert uow.connection is first and first.in_transaction()
+        uow.emit("thing.created", {"id": "T1"})
+        uow.commit()
+        second = uow.connection
+        assert second.in_transaction()
+        second.execute(select(func.count()).select_from(OutboxMessage))
+        uow.emit("thing.dropped", {"id": "T2"})
+        uow.rollback()
+        third = uow.connection
+        assert third.in_transaction()
+        uow.emit("thing.changed", {"id": "T1"})
+        uow.commit()
+    with engine.connect() as conn:
+        topics = sorted(conn.execute(select(OutboxMessage.topic)).scalars().all())
+    assert topics == ["thing.changed", "thing.created"]
+
+
+def test_events_acknowledged_at_insert_are_written_done(make_uow, engine):
+    from teleserve.core import outbox
+
+    outbox.acknowledge_at_insert(["thing.unheard"])
+    try:
+        with make_uow() as uow:
+            uow.emit("thing.unheard", {"id": "T1"})
+            uow.emit("thing.heard", {"id": "T1"})
+            uow.commit()
+    finally:
+        outbox.acknowledge_at_insert(())
+    with make_uow() as uow:
+        uow.emit("thing.unheard", {"id": "T2"})  # no longer acknowledged at insert
+        uow.commit()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(OutboxMessage.topic, OutboxMessage.status, OutboxMessage.done_at).order_by(
+                OutboxMessage.created_at, OutboxMessage.topic
+            )
+        ).all()
+    assert [(r.topic, r.status, r.done_at is not None) for r in rows] == [
+        ("thing.heard", "pending", False),
+        ("thing.unheard", "done", True),
+        ("thing.unheard", "pending", False),
+    ]

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 
 from teleserve.core.actor import SYSTEM
 from teleserve.core.db import make_engine
+from teleserve.core.outbox import OutboxMessage
 from teleserve.core.uow import UnitOfWork
 from teleserve.gateway.body import encode_body, parse_body
 from teleserve.gateway.frame import Header
@@ -192,6 +193,23 @@ def test_kill_9_during_a_burst_loses_and_doubles_no_payment(
                 .where(payment_table.c.channel == "kiosk_cash")
             )
         assert recorded == TERMINALS * PAYMENTS_EACH  # each payment exactly once
+        # Nothing in this release subscribes to payments.recorded: the serve process
+        # writes those events done (core.outbox), none waits for the worker.
+        with engine.connect() as conn:
+            events = [
+                e
+                for e in conn.execute(
+                    select(
+                        OutboxMessage.status,
+                        OutboxMessage.done_at,
+                        OutboxMessage.created_at,
+                        OutboxMessage.payload,
+                    ).where(OutboxMessage.topic == "payments.recorded")
+                )
+                if e.payload["channel"] == "kiosk_cash"
+            ]
+        assert len(events) == recorded
+        assert {(e.status, e.done_at == e.created_at) for e in events} == {("done", True)}
         with UnitOfWork(engine, SYSTEM) as uow:
             assert payments.check_ledger(uow) == []
             for kiosk in kiosks:

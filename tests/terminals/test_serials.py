@@ -61,6 +61,28 @@ def test_first_insert_wins_and_later_ones_get_the_stored_record(make_uow):
     assert stored(make_uow, [(first.terminal_id, 1)]) == {("K1", 1): first}
 
 
+def test_keys_the_caller_found_absent_are_inserted_without_a_second_read(make_uow):
+    """The money batch reads its keys first (``absent=True``); should one be stored after
+    all, nothing of the batch is written (on PostgreSQL the flag changes nothing)."""
+    assert claim(make_uow, [rec(1)])[0].inserted
+    with make_uow() as uow:
+        claims = serials.insert_or_get(uow.connection, [rec(2), rec(3)], absent=True)
+        uow.commit()
+    assert [c.inserted for c in claims] == [True, True]
+    with make_uow() as uow:
+        if uow.dialect == "sqlite":
+            with pytest.raises(RuntimeError, match="changed under"):
+                serials.insert_or_get(uow.connection, [rec(4), rec(1)], absent=True)
+        else:
+            claims = serials.insert_or_get(uow.connection, [rec(4), rec(1)], absent=True)
+            assert [c.inserted for c in claims] == [True, False]
+    assert sorted(stored(make_uow, [("K1", n) for n in range(1, 5)])) == [
+        ("K1", 1),
+        ("K1", 2),
+        ("K1", 3),
+    ]
+
+
 def test_a_batch_mixes_new_stored_and_repeated_keys_and_keeps_its_order(make_uow):
     claim(make_uow, [rec(5, answer="old")])
     batch = [

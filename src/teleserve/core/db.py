@@ -266,11 +266,17 @@ _COMPILED: dict[tuple[Any, tuple[str, ...], str], _Plan | None] = {}
 _COMPILED_MAX = 512
 
 
-def _compiled_for(statement: UpdateBase, dialect: Any, keys: list[str]) -> _Plan | None:
+def _compiled_for(
+    statement: UpdateBase, dialect: Any, keys: list[str], identity: Any = None
+) -> _Plan | None:
     """The statement compiled for these column keys with each position's bind
-    processor, or ``None`` when it needs SQLAlchemy per row (see ``execute_many``)."""
-    cache_key = statement._generate_cache_key()
-    key = (cache_key.key, tuple(keys), dialect.name) if cache_key is not None else None
+    processor, or ``None`` when it needs SQLAlchemy per row (see ``execute_many``).
+    ``identity``: what names the statement in the cache instead of SQLAlchemy's cache key
+    (which costs ~15 us to build: a plain insert is named by its table)."""
+    if identity is None:
+        cache_key = statement._generate_cache_key()
+        identity = cache_key.key if cache_key is not None else None
+    key = (identity, tuple(keys), dialect.name) if identity is not None else None
     if key is not None and key in _COMPILED:
         return _COMPILED[key]
     compiled = statement.compile(dialect=dialect, column_keys=keys)
@@ -298,7 +304,13 @@ def _compiled_for(statement: UpdateBase, dialect: Any, keys: list[str]) -> _Plan
     return plan
 
 
-def execute_many(conn: Connection, statement: UpdateBase, rows: Sequence[Mapping[str, Any]]) -> int:
+def execute_many(
+    conn: Connection,
+    statement: UpdateBase,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    identity: Any = None,
+) -> int:
     """``conn.execute(statement, rows).rowcount`` — an executemany of rows with the same
     keys — with less Python per row on SQLite; returns the number of rows changed.
 
@@ -316,7 +328,7 @@ def execute_many(conn: Connection, statement: UpdateBase, rows: Sequence[Mapping
     if not dialect.positional:
         return int(conn.execute(statement, rows).rowcount)
     keys = list(rows[0])
-    plan = _compiled_for(statement, dialect, keys)
+    plan = _compiled_for(statement, dialect, keys, identity)
     if plan is None:
         return int(conn.execute(statement, rows).rowcount)
     compiled, positions, processors = plan
@@ -326,7 +338,7 @@ def execute_many(conn: Connection, statement: UpdateBase, rows: Sequence[Mapping
         parameters = list(map(itemgetter(*positions), rows))
         if len(positions) == 1:
             parameters = [(value,) for value in parameters]
-        return int(conn.exec_driver_sql(compiled.string, parameters).rowcount)
+        return _executemany(conn, compiled.string, parameters)
     fixed = compiled.construct_params(dict(rows[0]))
     columns: list[list[Any]] = []
     for name, processor in zip(positions, processors, strict=True):
@@ -335,7 +347,28 @@ def execute_many(conn: Connection, statement: UpdateBase, rows: Sequence[Mapping
         else:
             values = [fixed[name]] * len(rows)
         columns.append(values if processor is None else _processed(values, processor))
-    return int(conn.exec_driver_sql(compiled.string, list(zip(*columns, strict=True))).rowcount)
+    return _executemany(conn, compiled.string, list(zip(*columns, strict=True)))
+
+
+def _executemany(conn: Connection, sql: str, parameters: list[Any]) -> int:
+    """The driver's ``executemany`` on the transaction's own SQLite connection; returns
+    the rows changed. ``exec_driver_sql`` would cost ~100 us a statement of SQLAlchemy's
+    execution context (events, result set-up) — as much as a small batch's rows; a money
+    batch runs a dozen. Errors are raised as SQLAlchemy raises them (``IntegrityError``
+    ...). A connection not in a transaction yet goes through SQLAlchemy, which begins it."""
+    if not conn.in_transaction():
+        return int(conn.exec_driver_sql(sql, parameters).rowcount)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cursor = driver.cursor()
+    try:
+        cursor.executemany(sql, parameters)
+        return int(cursor.rowcount)
+    except dbapi_error as error:
+        raise DBAPIError.instance(sql, parameters, error, dbapi_error) from error
+    finally:
+        cursor.close()
 
 
 def insert_or_nothing_from_arrays(
@@ -432,7 +465,7 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         return
     dialect = conn.dialect
     if dialect.name != "postgresql" or len(rows) < _COPY_MIN_ROWS:
-        execute_many(conn, table.insert(), rows)
+        execute_many(conn, table.insert(), rows, identity=("insert", table))
         return
     columns = list(rows[0])
     given = set(columns)

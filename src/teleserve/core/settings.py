@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///teleserve.db"
+    # SQLite: the serve process checkpoints the WAL on a thread of its own, every this
+    # many ms while idle (core.wal: keeps the checkpoint out of the money writer's
+    # commits); 0 leaves it all to SQLite's auto-checkpoint.
+    sqlite_checkpoint_interval_ms: float = Field(default=100.0, ge=0, le=60_000)
     mode: Mode = Mode.production
     timezone: str = "Asia/Shanghai"
     currency: str = "CNY"

@@ -288,7 +288,8 @@ class MoneyBatch:
         deposits.record_deposits(conn, cash_in)
         if marker_records and serials.replace_markers(conn, marker_records) != len(marker_records):
             raise _Retry  # a marker vanished under us (cannot on one writer; retry anyway)
-        claims = serials.insert_or_get(conn, new_records)
+        # ``run`` read every key of the batch in this transaction: the new ones are absent.
+        claims = serials.insert_or_get(conn, new_records, absent=True)
         if not all(claim.inserted for claim in claims):
             raise _Retry
         return outcomes

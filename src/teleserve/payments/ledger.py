@@ -247,7 +247,12 @@ def _insert_customer_accounts_sqlite(conn: Connection, values: list[dict[str, An
     for part in chunks([v["id"] for v in values]):
         existing.update(conn.execute(_EXISTING_IDS, {"ids": list(part)}).scalars())
     fresh = [v for v in values if v["id"] not in existing]
-    execute_many(conn, insert_or_nothing(conn, account_table), fresh)
+    execute_many(
+        conn,
+        insert_or_nothing(conn, account_table),
+        fresh,
+        identity=("insert_or_nothing", account_table),
+    )
     return {str(v["billing_account_id"]) for v in fresh}
 
 

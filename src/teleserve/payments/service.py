@@ -514,7 +514,8 @@ def _claim_keys(conn: Connection, plans: Sequence[_Plan], now: datetime) -> set[
         # One executemany, no RETURNING. This transaction has held the write lock since
         # its first statement, in which it found none of these keys: it claims them all.
         # Should the count ever disagree, the rows carrying our payment ids tell.
-        if execute_many(conn, ledger.insert_or_nothing(conn, t), rows) == len(rows):
+        claim = ledger.insert_or_nothing(conn, t)
+        if execute_many(conn, claim, rows, identity=("insert_or_nothing", t)) == len(rows):
             return {str(row["key"]) for row in rows}
         ours = {str(row["payment_id"]) for row in rows}
         keys = [row["key"] for row in rows]

@@ -207,13 +207,19 @@ def _insert_or_nothing(conn: Connection) -> Any:
     return insert(serial_table).on_conflict_do_nothing()
 
 
-def insert_or_get(conn: Connection, records: Sequence[SerialRecord]) -> list[Claim]:
+def insert_or_get(
+    conn: Connection, records: Sequence[SerialRecord], *, absent: bool = False
+) -> list[Claim]:
     """Insert each record whose key is free; returns one ``Claim`` per record, in order.
 
     A key already stored — by an earlier transaction, a concurrent one that committed
     first, or an earlier record of this batch — is not overwritten: its claim holds the
     stored record with ``inserted`` false. Rows are written in key order, so concurrent
-    batches on PostgreSQL take their row locks in one order and never deadlock."""
+    batches on PostgreSQL take their row locks in one order and never deadlock.
+
+    ``absent``: the caller read these keys in this transaction and found none of them
+    (the money batch does, first thing): on SQLite, whose transaction has held the one
+    write lock since, the keys are not read again."""
     if not records:
         return []
     first: dict[tuple[str, int], SerialRecord] = {}
@@ -223,7 +229,7 @@ def insert_or_get(conn: Connection, records: Sequence[SerialRecord]) -> list[Cla
     if conn.dialect.name == "postgresql":
         inserted = _insert_postgresql(conn, ordered)
     else:
-        inserted = _insert_sqlite(conn, ordered)
+        inserted = _insert_sqlite(conn, ordered, absent=absent)
     stored = {key: first[key] for key in inserted}
     missing = [key for key in first if key not in inserted]
     if missing:
@@ -252,13 +258,25 @@ def _insert_postgresql(conn: Connection, ordered: Sequence[SerialRecord]) -> set
     return inserted
 
 
-def _insert_sqlite(conn: Connection, ordered: Sequence[SerialRecord]) -> set[tuple[str, int]]:
+def _insert_sqlite(
+    conn: Connection, ordered: Sequence[SerialRecord], *, absent: bool
+) -> set[tuple[str, int]]:
     # The transaction holds SQLite's one write lock from its first statement (BEGIN
     # IMMEDIATE), so no other writer can add a key between this read and the insert.
-    existing = set(get_records(conn, [record.key for record in ordered]))
-    fresh = [record for record in ordered if record.key not in existing]
+    if absent:
+        fresh = list(ordered)
+    else:
+        existing = set(get_records(conn, [record.key for record in ordered]))
+        fresh = [record for record in ordered if record.key not in existing]
     if fresh:
-        execute_many(conn, _insert_or_nothing(conn), [record.row() for record in fresh])
+        written = execute_many(
+            conn,
+            _insert_or_nothing(conn),
+            [record.row() for record in fresh],
+            identity=("insert_or_nothing", serial_table),
+        )
+        if written != len(fresh):  # a key said to be absent was there after all
+            raise RuntimeError("serial records changed under SQLite's write lock")
     return {record.key for record in fresh}
 
 
