@@ -48,7 +48,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from teleserve.core.clock import utcnow
-from teleserve.core.db import Base, insert_many, json_text, read_engine, table_of
+from teleserve.core.db import Base, execute_many, insert_many, json_text, read_engine, table_of
+from teleserve.core.reads import fetch
 
 GENESIS_HASH = "0" * 64
 
@@ -200,7 +201,7 @@ def _lock_heads(conn: Connection, chains: list[int]) -> dict[int, tuple[int, str
     two writers never deadlock), created on first use."""
     query = _HEADS_LOCKED if conn.dialect.name == "postgresql" else _HEADS_ORDERED
     params = {"chains": chains}
-    heads = {int(r.chain): (int(r.seq), str(r.hash)) for r in conn.execute(query, params)}
+    heads = {int(r.chain): (int(r.seq), str(r.hash)) for r in fetch(conn, query, params)}
     missing = [chain for chain in chains if chain not in heads]
     if missing:
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
@@ -208,7 +209,7 @@ def _lock_heads(conn: Connection, chains: list[int]) -> dict[int, tuple[int, str
             insert(table_of(AuditChainHead)).on_conflict_do_nothing(),
             [{"chain": chain, "seq": 0, "hash": GENESIS_HASH} for chain in missing],
         )
-        heads = {int(r.chain): (int(r.seq), str(r.hash)) for r in conn.execute(query, params)}
+        heads = {int(r.chain): (int(r.seq), str(r.hash)) for r in fetch(conn, query, params)}
     return heads
 
 
@@ -266,7 +267,7 @@ def write(conn: Connection, pending: Iterable[PendingRecord]) -> None:
             prev = digest
         moved.append({"b_chain": chain, "b_seq": seq, "b_hash": prev})
     insert_many(conn, table_of(AuditRecord), rows)
-    conn.execute(_UPDATE_HEAD, moved)
+    execute_many(conn, _UPDATE_HEAD, moved, identity="audit.update_head")
 
 
 # -- checkpoints -----------------------------------------------------------------------

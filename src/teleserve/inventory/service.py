@@ -46,6 +46,7 @@ from teleserve.core.errors import (
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
 from teleserve.core.query import FilterField, ListQuery, fetch_page, parse_datetime, where_clauses
+from teleserve.core.reads import fetch
 from teleserve.core.uow import UnitOfWork
 from teleserve.inventory.models import Subscription, SubscriptionBar, SubscriptionVas
 from teleserve.inventory.schemas import (
@@ -929,7 +930,7 @@ def payable_lines(conn: Connection, numbers: Collection[str]) -> dict[str, Payab
         return {}
     found: dict[str, PayableLine] = {}
     for start in range(0, len(wanted), 500):
-        for row in conn.execute(_PAYABLE(conn), {"forms": wanted[start : start + 500]}):
+        for row in fetch(conn, _PAYABLE(conn), {"forms": wanted[start : start + 500]}):
             found[row.service_number] = PayableLine(
                 row.id,
                 row.service_number,

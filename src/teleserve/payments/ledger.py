@@ -57,6 +57,7 @@ from teleserve.core.db import (
     insert_many,
     insert_or_nothing_from_arrays,
 )
+from teleserve.core.reads import fetch
 from teleserve.core.sequences import RecordSequence
 from teleserve.payments.models import (
     RECEIPT_COUNTER,
@@ -174,7 +175,7 @@ def load_accounts(
     customers: dict[str, CustomerAccount] = {}
     systems: set[str] = set()
     for part in chunks(sorted(wanted | set(codes_by_id))):
-        for row in conn.execute(_ACCOUNTS_BY_ID[conn.dialect.name], {"ids": list(part)}).all():
+        for row in fetch(conn, _ACCOUNTS_BY_ID[conn.dialect.name], {"ids": list(part)}):
             if row.kind == AccountKind.customer:
                 customers[row.billing_account_id] = CustomerAccount(
                     row.id, row.billing_account_id, row.customer_id, row.org_path, row.status
@@ -367,7 +368,7 @@ class _Deltas:
             if d.balance or d.pending_credit or d.pending_debit
         ]
         if rows:
-            conn.execute(_APPLY_DELTAS, rows)
+            execute_many(conn, _APPLY_DELTAS, rows, identity="ledger.apply_deltas")
 
 
 def _entries(
@@ -492,7 +493,8 @@ def receipt_serials(conn: Connection, count: int) -> list[int]:
     if conn.dialect.name == "postgresql":
         serials = conn.execute(_NEXT_SERIALS_PG, {"n": count}).scalars()
         return sorted(int(s) for s in serials)
-    last = int(conn.execute(_NEXT_SERIALS_SQLITE, {"n": count}).scalar_one())
+    [(last,)] = fetch(conn, _NEXT_SERIALS_SQLITE, {"n": count})
+    last = int(last)
     return list(range(last - count + 1, last + 1))
 
 

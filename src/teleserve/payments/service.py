@@ -74,6 +74,7 @@ from teleserve.core.errors import Conflict, NotFound, PermissionDenied, Validati
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
 from teleserve.core.query import FilterField, ListQuery, fetch_page, parse_datetime, where_clauses
+from teleserve.core.reads import fetch
 from teleserve.core.settings import get_settings
 from teleserve.core.uow import UnitOfWork
 from teleserve.iam import service as iam
@@ -380,7 +381,7 @@ _OWNERS = PerDialect(
 def _stored_answers(conn: Connection, keys: Collection[str]) -> dict[str, _Stored]:
     found: dict[str, _Stored] = {}
     for part in ledger.chunks(sorted(keys)):
-        rows = conn.execute(_STORED_ANSWERS(conn), {"keys": list(part)})
+        rows = fetch(conn, _STORED_ANSWERS(conn), {"keys": list(part)})
         found.update({row.key: _Stored(row.body_hash, row.response) for row in rows})
     return found
 
@@ -1173,7 +1174,7 @@ def customer_balances(conn: Connection, billing_account_ids: Collection[str]) ->
     terminal and, where needed, the customer are authenticated."""
     found: dict[str, int] = {}
     for part in ledger.chunks(sorted(set(billing_account_ids))):
-        for row in conn.execute(_BALANCES(conn), {"ids": list(part)}):
+        for row in fetch(conn, _BALANCES(conn), {"ids": list(part)}):
             found[row.billing_account_id] = int(row.balance)
     return found
 

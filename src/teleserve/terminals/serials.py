@@ -36,6 +36,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, t
 from sqlalchemy.dialects import postgresql, sqlite
 
 from teleserve.core.db import execute_many, insert_or_nothing_from_arrays
+from teleserve.core.reads import fetch
 from teleserve.terminals.models import RecordKind, serial_table
 
 __all__ = [
@@ -189,7 +190,7 @@ def get_records(
             for n, (terminal_id, serial) in enumerate(padded):
                 params[f"t{n}"] = terminal_id
                 params[f"s{n}"] = serial
-            for row in conn.execute(_probe(size), params):
+            for row in fetch(conn, _probe(size), params):
                 record = _record(row)
                 found[record.key] = record
         return found
