@@ -550,6 +550,8 @@ def _handle(handler: Handler, uow: UnitOfWork, accepted: Accepted) -> Result:
     """Run ``handler`` in its own savepoint: a business error it raises (``TspError``
     ``2xxxx`` / ``3xxxx``) drops its changes and becomes the (recordable) answer."""
     try:
+        if uow.readonly:  # nothing to drop: no SAVEPOINT / RELEASE round of statements
+            return handler(uow, accepted)
         with uow.savepoint():
             return handler(uow, accepted)
     except TspError as exc:

@@ -1233,8 +1233,7 @@ def terminal_payments(
     found: dict[int, TerminalPayment] = {}
     keys = sorted({terminal_key(terminal_id, serial) for serial in serials})
     for part in ledger.chunks(keys):
-        rows = conn.execute(_BY_TERMINAL_SERIAL, {"keys": list(part)})
-        for row in rows:
+        for row in fetch(conn, _BY_TERMINAL_SERIAL, {"keys": list(part)}):
             serial = int(row.terminal_serial)
             found[serial] = TerminalPayment(
                 row.id,
