@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import repeat
 from operator import is_, itemgetter
@@ -358,13 +359,22 @@ def _executemany(conn: Connection, sql: str, parameters: list[Any]) -> int:
     ...). A connection not in a transaction yet goes through SQLAlchemy, which begins it."""
     if not conn.in_transaction():
         return int(conn.exec_driver_sql(sql, parameters).rowcount)
+    with driver_cursor(conn, sql, parameters) as cursor:
+        cursor.executemany(sql, parameters)
+        return int(cursor.rowcount)
+
+
+@contextmanager
+def driver_cursor(conn: Connection, sql: str, parameters: Any) -> Iterator[Any]:
+    """A cursor of the transaction's own DBAPI connection (closed after) for running
+    ``sql`` with ``parameters`` past SQLAlchemy's execution context; the driver's errors
+    are raised as SQLAlchemy raises them (``IntegrityError`` ...)."""
     driver = conn.connection.driver_connection
     assert driver is not None
     dbapi_error = conn.dialect.loaded_dbapi.Error
     cursor = driver.cursor()
     try:
-        cursor.executemany(sql, parameters)
-        return int(cursor.rowcount)
+        yield cursor
     except dbapi_error as error:
         raise DBAPIError.instance(sql, parameters, error, dbapi_error) from error
     finally:

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
+
+from teleserve.core.db import driver_cursor
 
 Processor = Callable[[Any], Any] | None
 
@@ -71,17 +72,9 @@ def fetch(
             values.extend(items if processor is None else map(processor, items))
         else:
             values.append(value if processor is None else processor(value))
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    dbapi_error = conn.dialect.loaded_dbapi.Error
-    cursor = driver.cursor()
-    try:
+    with driver_cursor(conn, sql, values) as cursor:
         cursor.execute(sql, values)
         raw = cursor.fetchall()
-    except dbapi_error as error:
-        raise DBAPIError.instance(sql, values, error, dbapi_error) from error
-    finally:
-        cursor.close()
     make = plan.row._make
     if plan.results is None:
         return list(map(make, raw))
