@@ -67,7 +67,8 @@ def test_keepalive_keeps_an_idle_connection_open(gateways: Gateways, tmp_path: P
 
     async def scenario() -> None:
         task = asyncio.create_task(channel.run())
-        await eventually(lambda: channel.connected)
+        # Signed on, not just connected: the session id is set after the SIGN_ON answer.
+        assert await channel.wait_connected(10)
         session = channel._session_id
         first = journal.last_serial
         await asyncio.sleep(3.6)  # past the server's idle close (3 x 1 s)
