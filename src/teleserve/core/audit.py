@@ -267,7 +267,7 @@ def write(conn: Connection, pending: Iterable[PendingRecord]) -> None:
             prev = digest
         moved.append({"b_chain": chain, "b_seq": seq, "b_hash": prev})
     insert_many(conn, table_of(AuditRecord), rows)
-    execute_many(conn, _UPDATE_HEAD, moved, identity="audit.update_head")
+    execute_many(conn, _UPDATE_HEAD, moved)
 
 
 # -- checkpoints -----------------------------------------------------------------------

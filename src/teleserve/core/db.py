@@ -9,6 +9,7 @@ PostgreSQL is reached through psycopg 3 (``postgresql+psycopg://``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -35,11 +36,12 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.dml import Insert, UpdateBase
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -259,25 +261,57 @@ _COPY_MIN_ROWS = 16
 
 
 _Plan = tuple[SQLCompiler, Sequence[str], list[Any]]
+V = TypeVar("V")
+
+
+class StatementCache(Generic[V]):
+    """Values worked out once per statement object, looked up by its identity — a dict
+    lookup, where SQLAlchemy's cache key costs ~15 us to build. Each entry holds its
+    statement, so that identity stays its own. Meant for statements built once (module
+    constants, ``PerDialect``, ``insert_statement``); one built per call only adds an
+    entry, and the cache is emptied when full."""
+
+    def __init__(self, limit: int = 512) -> None:
+        self._entries: dict[int, tuple[Any, V]] = {}
+        self._limit = limit
+        self._guard = threading.Lock()
+
+    def get(self, statement: Any, compute: Callable[[], V]) -> V:
+        entry = self._entries.get(id(statement))
+        if entry is not None and entry[0] is statement:
+            return entry[1]
+        value = compute()
+        with self._guard:
+            if len(self._entries) >= self._limit:
+                self._entries.clear()
+            self._entries[id(statement)] = (statement, value)
+        return value
+
+
 # Compiled statements by (SQLAlchemy cache key, column keys, dialect): compiling an INSERT
 # costs ~0.8 ms, more than a whole batch of the money path's rows on SQLite. The cache
 # key is SQLAlchemy's own (the one its compiled cache uses); statements are our own,
-# built from a handful of tables, so the dictionary stays small.
+# built from a handful of tables, so the dictionary stays small. In front of it, the
+# same by the statement object (``StatementCache``) for the ones built once.
 _COMPILED: dict[tuple[Any, tuple[str, ...], str], _Plan | None] = {}
 _COMPILED_MAX = 512
+_COMPILED_BY_STATEMENT: StatementCache[dict[tuple[tuple[str, ...], str], _Plan | None]]
+_COMPILED_BY_STATEMENT = StatementCache()
 
 
-def _compiled_for(
-    statement: UpdateBase, dialect: Any, keys: list[str], identity: Any = None
-) -> _Plan | None:
+def _compiled_for(statement: UpdateBase, dialect: Any, keys: list[str]) -> _Plan | None:
     """The statement compiled for these column keys with each position's bind
-    processor, or ``None`` when it needs SQLAlchemy per row (see ``execute_many``).
-    ``identity``: what names the statement in the cache instead of SQLAlchemy's cache key
-    (which costs ~15 us to build: a plain insert is named by its table)."""
-    if identity is None:
-        cache_key = statement._generate_cache_key()
-        identity = cache_key.key if cache_key is not None else None
-    key = (identity, tuple(keys), dialect.name) if identity is not None else None
+    processor, or ``None`` when it needs SQLAlchemy per row (see ``execute_many``)."""
+    plans = _COMPILED_BY_STATEMENT.get(statement, dict)
+    key = (tuple(keys), dialect.name)
+    if key not in plans:
+        plans[key] = _compiled_by_cache_key(statement, dialect, keys)
+    return plans[key]
+
+
+def _compiled_by_cache_key(statement: UpdateBase, dialect: Any, keys: list[str]) -> _Plan | None:
+    cache_key = statement._generate_cache_key()
+    key = (cache_key.key, tuple(keys), dialect.name) if cache_key is not None else None
     if key is not None and key in _COMPILED:
         return _COMPILED[key]
     compiled = statement.compile(dialect=dialect, column_keys=keys)
@@ -305,13 +339,7 @@ def _compiled_for(
     return plan
 
 
-def execute_many(
-    conn: Connection,
-    statement: UpdateBase,
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    identity: Any = None,
-) -> int:
+def execute_many(conn: Connection, statement: UpdateBase, rows: Sequence[Mapping[str, Any]]) -> int:
     """``conn.execute(statement, rows).rowcount`` — an executemany of rows with the same
     keys — with less Python per row on SQLite; returns the number of rows changed.
 
@@ -329,7 +357,7 @@ def execute_many(
     if not dialect.positional:
         return int(conn.execute(statement, rows).rowcount)
     keys = list(rows[0])
-    plan = _compiled_for(statement, dialect, keys, identity)
+    plan = _compiled_for(statement, dialect, keys)
     if plan is None:
         return int(conn.execute(statement, rows).rowcount)
     compiled, positions, processors = plan
@@ -465,6 +493,36 @@ def _array_element_type(column: Any, dialect: Any) -> str:
     return str(element.dialect_impl(dialect).compile(dialect=dialect))
 
 
+@functools.cache
+def insert_statement(table: Table) -> Insert:
+    """``table.insert()``, built once per table (so ``execute_many`` finds it by identity)."""
+    return table.insert()
+
+
+_INSERT_OR_NOTHING: dict[tuple[str, str, tuple[str, ...] | None, str | None], Any] = {}
+
+
+def insert_or_nothing(
+    conn: Connection,
+    table: Table,
+    *,
+    index_elements: Sequence[str] | None = None,
+    returning: str | None = None,
+) -> Any:
+    """``INSERT .. ON CONFLICT [(index_elements)] DO NOTHING [RETURNING column]`` for the
+    connection's dialect, built once per table, conflict target and dialect."""
+    elements = tuple(index_elements) if index_elements is not None else None
+    key = (table.name, conn.dialect.name, elements, returning)
+    statement = _INSERT_OR_NOTHING.get(key)
+    if statement is None:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(table).on_conflict_do_nothing(index_elements=elements)
+        if returning is not None:
+            statement = statement.returning(table.c[returning])
+        _INSERT_OR_NOTHING[key] = statement
+    return statement
+
+
 def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """``conn.execute(table.insert(), rows)`` for a batch of rows with the same keys, in
     the fewest round trips: ``execute_many`` on SQLite, ``COPY ... FROM STDIN`` on the
@@ -475,7 +533,7 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         return
     dialect = conn.dialect
     if dialect.name != "postgresql" or len(rows) < _COPY_MIN_ROWS:
-        execute_many(conn, table.insert(), rows, identity=("insert", table))
+        execute_many(conn, insert_statement(table), rows)
         return
     columns = list(rows[0])
     given = set(columns)

@@ -9,14 +9,13 @@ once, its parameters go to the driver's cursor as a tuple, and rows come back as
 tuples with SQLAlchemy's own result processing (JSON, date-times) where a column needs it.
 
 Only for statements built once (module constants, ``PerDialect``): compiled forms are
-kept by the statement's identity, holding the statement so that identity stays its own.
+kept by the statement's identity (``core.db.StatementCache``).
 PostgreSQL, a connection outside a transaction, and statements this path does not cover
 go through ``conn.execute`` unchanged.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from sqlalchemy import Connection
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from teleserve.core.db import driver_cursor
+from teleserve.core.db import StatementCache, driver_cursor
 
 Processor = Callable[[Any], Any] | None
 
@@ -42,11 +41,8 @@ class _Plan:
     results: tuple[Processor, ...] | None  # None: no column needs processing
 
 
-# id(statement) -> (the statement, held so that its id stays its own; its plan, or None
-# for a statement that needs SQLAlchemy).
-_PLANS: dict[int, tuple[Executable, _Plan | None]] = {}
-_PLANS_GUARD = threading.Lock()
-_PLANS_MAX = 256
+# Each statement's plan, or None for one that needs SQLAlchemy.
+_PLANS: StatementCache[_Plan | None] = StatementCache(limit=256)
 
 
 def fetch(
@@ -56,8 +52,7 @@ def fetch(
     params = params or {}
     if conn.dialect.name != "sqlite" or not conn.in_transaction():
         return list(conn.execute(statement, params))
-    entry = _PLANS.get(id(statement))
-    plan = entry[1] if entry is not None and entry[0] is statement else _compile(conn, statement)
+    plan = _PLANS.get(statement, lambda: _compile(conn, statement))
     if plan is None:
         return list(conn.execute(statement, params))
     sql = plan.sql
@@ -114,8 +109,4 @@ def _compile(conn: Connection, statement: Executable) -> _Plan | None:
                 row=namedtuple("Row", [c.keyname for c in columns], rename=True),
                 results=results if any(p is not None for p in results) else None,
             )
-    with _PLANS_GUARD:
-        if len(_PLANS) >= _PLANS_MAX:
-            _PLANS.clear()
-        _PLANS[id(statement)] = (statement, plan)
     return plan

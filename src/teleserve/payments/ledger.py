@@ -49,12 +49,13 @@ from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, RowMapping, Table, bindparam, case, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from teleserve.core.db import (
     execute_many,
     in_parameter,
     insert_many,
+    insert_or_nothing,
     insert_or_nothing_from_arrays,
 )
 from teleserve.core.reads import fetch
@@ -111,23 +112,6 @@ def system_side(code: str) -> NormalSide:
         return _SYSTEM_SIDES[family]
     except KeyError:
         raise ValueError(f"not a system account code: {code!r}") from None
-
-
-_INSERT_OR_NOTHING: dict[tuple[str, str, str | None], Any] = {}
-
-
-def insert_or_nothing(conn: Connection, table: Table, returning: str | None = None) -> Any:
-    """``INSERT .. ON CONFLICT DO NOTHING [RETURNING column]`` for the connection's
-    dialect, built once per table and dialect."""
-    key = (table.name, conn.dialect.name, returning)
-    statement = _INSERT_OR_NOTHING.get(key)
-    if statement is None:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(table).on_conflict_do_nothing()
-        if returning is not None:
-            statement = statement.returning(table.c[returning])
-        _INSERT_OR_NOTHING[key] = statement
-    return statement
 
 
 def chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -248,12 +232,7 @@ def _insert_customer_accounts_sqlite(conn: Connection, values: list[dict[str, An
     for part in chunks([v["id"] for v in values]):
         existing.update(conn.execute(_EXISTING_IDS, {"ids": list(part)}).scalars())
     fresh = [v for v in values if v["id"] not in existing]
-    execute_many(
-        conn,
-        insert_or_nothing(conn, account_table),
-        fresh,
-        identity=("insert_or_nothing", account_table),
-    )
+    execute_many(conn, insert_or_nothing(conn, account_table), fresh)
     return {str(v["billing_account_id"]) for v in fresh}
 
 
@@ -368,7 +347,7 @@ class _Deltas:
             if d.balance or d.pending_credit or d.pending_debit
         ]
         if rows:
-            execute_many(conn, _APPLY_DELTAS, rows, identity="ledger.apply_deltas")
+            execute_many(conn, _APPLY_DELTAS, rows)
 
 
 def _entries(

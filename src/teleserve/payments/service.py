@@ -68,6 +68,7 @@ from teleserve.core.db import (
     execute_many,
     in_parameter,
     insert_many,
+    insert_or_nothing,
     insert_or_nothing_from_arrays,
 )
 from teleserve.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
@@ -515,8 +516,7 @@ def _claim_keys(conn: Connection, plans: Sequence[_Plan], now: datetime) -> set[
         # One executemany, no RETURNING. This transaction has held the write lock since
         # its first statement, in which it found none of these keys: it claims them all.
         # Should the count ever disagree, the rows carrying our payment ids tell.
-        claim = ledger.insert_or_nothing(conn, t)
-        if execute_many(conn, claim, rows, identity=("insert_or_nothing", t)) == len(rows):
+        if execute_many(conn, insert_or_nothing(conn, t), rows) == len(rows):
             return {str(row["key"]) for row in rows}
         ours = {str(row["payment_id"]) for row in rows}
         keys = [row["key"] for row in rows]

@@ -24,10 +24,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from teleserve.core.actor import Actor
 from teleserve.core.clock import utcnow
+from teleserve.core.db import insert_or_nothing
 from teleserve.core.errors import Conflict, NotFound, ValidationError
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
@@ -123,11 +123,6 @@ def _payload(row: RowMapping | dict[str, Any], **extra: Any) -> dict[str, Any]:
     }
 
 
-def _insert_or_nothing(conn: Connection) -> Any:
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    return insert(alarm_table).on_conflict_do_nothing(index_elements=["open_key"])
-
-
 def raise_alarm(
     conn: Connection,
     terminal_id: str,
@@ -179,7 +174,9 @@ def raise_alarm(
         "note": "",
     }
     inserted = conn.execute(
-        _insert_or_nothing(conn).values(row).returning(alarm_table.c.id)
+        insert_or_nothing(conn, alarm_table, index_elements=["open_key"])
+        .values(row)
+        .returning(alarm_table.c.id)
     ).scalar()
     if inserted is not None:
         effects(

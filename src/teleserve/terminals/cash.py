@@ -29,10 +29,9 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, and_, exists, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from teleserve.core.clock import business_date, utcnow
-from teleserve.core.db import insert_many
+from teleserve.core.db import insert_many, insert_or_nothing
 from teleserve.core.errors import Conflict, NotFound, ValidationError
 from teleserve.core.i18n import _
 from teleserve.core.ids import new_id
@@ -91,11 +90,6 @@ class Collected:
     collection_id: str
     expected: list[dict[str, int]]
     discrepancy: int
-
-
-def _insert_or_nothing(conn: Connection) -> Any:
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    return insert(collection_table).on_conflict_do_nothing(index_elements=["terminal_id", "box_id"])
 
 
 def _collection_of(conn: Connection, terminal_id: str, box_id: str) -> str | None:
@@ -164,7 +158,9 @@ def collect_box(
         "deposits": len(deposits),
     }
     inserted = conn.execute(
-        _insert_or_nothing(conn).values(row).returning(collection_table.c.id)
+        insert_or_nothing(conn, collection_table, index_elements=["terminal_id", "box_id"])
+        .values(row)
+        .returning(collection_table.c.id)
     ).scalar()
     if inserted is None:  # a concurrent collection of the same box committed first
         raise _already(terminal_id, box_id, _collection_of(conn, terminal_id, box_id) or "")

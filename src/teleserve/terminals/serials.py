@@ -33,9 +33,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from teleserve.core.db import execute_many, insert_or_nothing_from_arrays
+from teleserve.core.db import execute_many, insert_or_nothing, insert_or_nothing_from_arrays
 from teleserve.core.reads import fetch
 from teleserve.terminals.models import RecordKind, serial_table
 
@@ -203,11 +202,6 @@ def get_records(
     return found
 
 
-def _insert_or_nothing(conn: Connection) -> Any:
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    return insert(serial_table).on_conflict_do_nothing()
-
-
 def insert_or_get(
     conn: Connection, records: Sequence[SerialRecord], *, absent: bool = False
 ) -> list[Claim]:
@@ -270,12 +264,8 @@ def _insert_sqlite(
         existing = set(get_records(conn, [record.key for record in ordered]))
         fresh = [record for record in ordered if record.key not in existing]
     if fresh:
-        written = execute_many(
-            conn,
-            _insert_or_nothing(conn),
-            [record.row() for record in fresh],
-            identity=("insert_or_nothing", serial_table),
-        )
+        rows = [record.row() for record in fresh]
+        written = execute_many(conn, insert_or_nothing(conn, serial_table), rows)
         if written != len(fresh):  # a key said to be absent was there after all
             raise RuntimeError("serial records changed under SQLite's write lock")
     return {record.key for record in fresh}
