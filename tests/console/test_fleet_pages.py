@@ -29,8 +29,9 @@ TILE = re.compile(r'data-terminal="([^"]+)" data-state="([^"]+)"')
 
 @pytest.fixture
 def kiosks(engine, seeded, frozen_clock) -> None:
-    """The fleet reports 30 s into a local day (16:00 UTC is midnight in Shanghai) and is
-    looked at a minute later: today is 90 s long, 60 of them covered by the reports."""
+    """The fleet is registered and reports 30 s into a local day (16:00 UTC is midnight
+    in Shanghai) and is looked at a minute later: each kiosk has been in service 60 s,
+    all of them covered by its report."""
     frozen_clock.advance(hours=14, seconds=30)
     build_fleet(engine)
     frozen_clock.advance(seconds=60)
@@ -104,9 +105,10 @@ def test_a_terminals_page_shows_devices_box_alarms_commands_and_its_chart(
     assert "4/1000张" in html  # notes in the box out of its capacity
     data = json.loads(re.search(r'id="dashboard-data">(.*?)</script>', html, re.S).group(1))
     chart = data["charts"][0]
-    assert chart["kind"] == "bar" and len(chart["categories"]) == 30
-    # able for 60 s of today's 90 (nothing covers the 30 s before its report)
-    assert chart["series"][0]["values"][-1] == pytest.approx(66.7)
+    # One day: it was registered today (the chart does not show days before as downtime)
+    assert chart["kind"] == "bar" and chart["categories"] == ["2026-11-26"]
+    # able all its 60 s in service today (registered 30 s into the day, reported at once)
+    assert chart["series"][0]["values"] == [pytest.approx(100.0)]
     assert "<canvas" not in html and 'id="chart-availability"' in html
     # another city's terminal and a missing one: the 404 page
     assert client.get("/console/terminals/kiosks/SZ-OK").status_code == 404
@@ -246,11 +248,12 @@ def test_versions_and_availability(client, login, kiosks):
     assert page.status_code == 200
     data = json.loads(re.search(r'id="dashboard-data">(.*?)</script>', page.text, re.S).group(1))
     values = data["charts"][0]["series"][0]["values"]
-    assert len(values) == 30 and values[:-1] == [0.0] * 29
-    # today: GZ-OK and GZ-WARN able 60 s of 90, the fault, the silent, the stopped not
-    assert values[-1] == pytest.approx(100 * (2 * 60 / 90) / 6, abs=0.1)
+    # Only today: the days before the kiosks were registered are not days of downtime.
+    assert data["charts"][0]["categories"] == ["2026-11-26"]
+    # today: GZ-OK and GZ-WARN able all their 60 s; the fault, the silent, the stopped not
+    assert values == [pytest.approx(100 * 2 / 6, abs=0.1)]
     means = dict(re.findall(r'>([A-Z-]+)</a></th><td class="num">([\d.]+)</td>', page.text))
-    assert means["GZ-OK"] == "2.2" and means["GZ-FAULT"] == "0.0" and "SZ-OK" not in means
+    assert means["GZ-OK"] == "100.0" and means["GZ-FAULT"] == "0.0" and "SZ-OK" not in means
     site = client.get("/console/terminals/availability", params={"site": "GZ01"}).text
     assert "GZ-OK" in site and "GZ-FAULT" not in site
 

@@ -62,9 +62,10 @@ def test_reports_become_intervals_and_a_share_of_the_day(
     assert spans(make_uow, "K1") == [(0, 660, True), (660, 750, False), (3600, 3690, True)]
     frozen_clock.advance(seconds=400)
     [day] = run(GZ_READER, availability.availability, DAY, terminal_id="K1")
-    period = int((start - DAY_START).total_seconds()) + 4000
-    assert (day.period_s, day.seen_s, day.available_s) == (period, 750 + 90, 660 + 90)
-    assert day.share == round(750 / period, 4)
+    # The day counts from the registration (at ``start``, 10:00), not from midnight.
+    assert start > DAY_START
+    assert (day.period_s, day.seen_s, day.available_s) == (4000, 750 + 90, 660 + 90)
+    assert day.share == round(750 / 4000, 4)
 
 
 def test_what_makes_a_terminal_unable(make_uow, register, run):
@@ -97,7 +98,8 @@ def test_a_sample_across_midnight_is_split_between_the_days(
     frozen_clock.advance(hours=1)
     [before] = run(GZ_READER, availability.availability, DAY, terminal_id="K1")
     [after] = run(GZ_READER, availability.availability, DAY + timedelta(days=1), terminal_id="K1")
-    assert (before.period_s, before.available_s) == (86400, 30)
+    # Registered at 10:00: the first day counts 14 hours; the next from midnight.
+    assert (before.period_s, before.available_s) == (14 * 3600, 30)
     assert (after.period_s, after.available_s) == (3570, 60)  # 00:59:30 now
 
 
@@ -115,3 +117,28 @@ def test_listing_is_scoped_and_checked(make_uow, register, run, frozen_clock: Fr
         run(SZ_OPS, availability.availability, DAY, terminal_id="K1")
     with pytest.raises(ValidationError):
         run(GZ_READER, availability.availability, DAY + timedelta(days=1))
+
+
+def test_days_outside_the_service_life_do_not_count(
+    make_uow, register, run, frozen_clock: FrozenClock
+):
+    """A kiosk installed mid-day, then decommissioned two days later: before it existed
+    and after it was retired it is neither available nor unavailable."""
+    frozen_clock.advance(days=1)  # registered on DAY + 1 at 10:00
+    register("K1")
+    status(make_uow, "K1", report())
+    frozen_clock.advance(hours=14)  # 00:00 on DAY + 2
+    status(make_uow, "K1", report())
+    frozen_clock.advance(hours=6)  # 06:00: retired
+    run(GZ_OPS, service.decommission, "K1", "replaced")
+    frozen_clock.advance(days=1)
+    days = run(GZ_READER, availability.daily_availability, DAY, DAY + timedelta(days=3))
+    assert [(d.day, d.period_s) for d in days] == [
+        (DAY + timedelta(days=1), 14 * 3600),
+        (DAY + timedelta(days=2), 6 * 3600),
+    ]
+    assert run(GZ_READER, availability.availability, DAY) == []
+    assert run(GZ_READER, availability.availability, DAY + timedelta(days=3)) == []
+    # Two samples of 90 s each (three keepalives), out of 20 hours in service.
+    assert availability.weighted_share(days) == pytest.approx(180 / (20 * 3600))
+    assert availability.weighted_share([]) is None

@@ -12,8 +12,11 @@ Time covered by no interval is time the terminal was not seen, which counts as n
 available. So a kiosk must report at least every ``keepalive_s`` to be counted whole
 (the kiosk agent does); a registry status change shows from the next report on.
 
-**A day** is the operator's calendar day (``settings.timezone``); for today, the share is
-of the part of the day gone so far.
+**A day** is the operator's calendar day (``settings.timezone``), cut to the terminal's
+service life: from its registration to its decommissioning, and for today up to now. A
+kiosk installed at noon is counted from noon, not as unavailable all morning; a day
+wholly outside the service life has no row. Shares over several terminal-days weigh each
+by its length (``weighted_share``).
 """
 
 from __future__ import annotations
@@ -34,9 +37,18 @@ from teleserve.iam import service as iam
 from teleserve.terminals.fleet_base import visible_terminal
 from teleserve.terminals.fleet_models import interval_table
 from teleserve.terminals.fleet_schemas import AvailabilityOut
-from teleserve.terminals.models import terminal_table
+from teleserve.terminals.models import TerminalStatus, terminal_table
 
-__all__ = ["availability", "daily_availability", "day_bounds", "record_sample", "sample_grace"]
+__all__ = [
+    "availability",
+    "daily_availability",
+    "day_bounds",
+    "record_sample",
+    "sample_grace",
+    "weighted_share",
+]
+
+_DECOMMISSIONED = TerminalStatus.decommissioned.value
 
 
 def sample_grace() -> timedelta:
@@ -101,46 +113,105 @@ def _terminals(uow: UnitOfWork, terminal_id: str | None, site: str | None) -> li
     return list(uow.connection.execute(query.order_by(t.c.terminal_id)).scalars())
 
 
+# A terminal's service life: from its registration to its decommissioning (None while it
+# is not decommissioned). Time outside it is neither available nor unavailable.
+_Life = tuple[datetime, datetime | None]
+_Spans = dict[str, list[tuple[datetime, datetime, bool]]]
+
+
+def _lives_and_spans(
+    conn: Connection, ids: Sequence[str], start: datetime, stop: datetime
+) -> tuple[dict[str, _Life], _Spans]:
+    """Each terminal's service life, and its intervals overlapping [start, stop)."""
+    lives: dict[str, _Life] = {}
+    spans: _Spans = {i: [] for i in ids}
+    t, i = terminal_table, interval_table
+    for part in _chunks(ids):
+        for row in conn.execute(
+            select(t.c.terminal_id, t.c.created_at, t.c.status, t.c.status_changed_at).where(
+                t.c.terminal_id.in_(list(part))
+            )
+        ):
+            ended = row.status_changed_at if row.status == _DECOMMISSIONED else None
+            lives[row.terminal_id] = (row.created_at, ended)
+        for row in conn.execute(
+            select(i.c.terminal_id, i.c.started_at, i.c.ended_at, i.c.able).where(
+                i.c.terminal_id.in_(list(part)), i.c.started_at < stop, i.c.ended_at > start
+            )
+        ):
+            spans[row.terminal_id].append((row.started_at, row.ended_at, bool(row.able)))
+    return lives, spans
+
+
+def _terminal_day(
+    terminal_id: str,
+    day: date,
+    life: _Life,
+    spans: list[tuple[datetime, datetime, bool]],
+    now: datetime,
+) -> AvailabilityOut | None:
+    """One terminal's day, over the part of it inside the terminal's service life and
+    before ``now``; None when no part of the day is (registered later, decommissioned
+    before): a kiosk installed at noon is not "unavailable" all morning."""
+    day_start, day_end = day_bounds(day)
+    registered, decommissioned = life
+    begin = max(day_start, registered)
+    end = min(day_end, now, decommissioned or day_end)
+    if end <= begin:
+        return None
+    period = (end - begin).total_seconds()
+    seen = _covered(((b, e) for b, e, _able in spans), begin, end)
+    able = _covered(((b, e) for b, e, ok in spans if ok), begin, end)
+    return AvailabilityOut(
+        terminal_id=terminal_id,
+        day=day,
+        period_s=int(period),
+        seen_s=int(seen),
+        available_s=int(able),
+        share=round(able / period, 4),
+    )
+
+
+def _days_for(
+    uow: UnitOfWork, days: Sequence[date], terminal_id: str | None, site: str | None
+) -> list[AvailabilityOut]:
+    """``_terminal_day`` for every visible terminal and day, by day then terminal id, from
+    one read of the terminals and their intervals per 500 terminals."""
+    now = utcnow()
+    ids = _terminals(uow, terminal_id, site)
+    start, stop = day_bounds(days[0])[0], min(day_bounds(days[-1])[1], now)
+    lives, spans = _lives_and_spans(uow.connection, ids, start, stop)
+    out: list[AvailabilityOut] = []
+    for day in days:
+        for terminal in ids:
+            row = _terminal_day(terminal, day, lives[terminal], spans[terminal], now)
+            if row is not None:
+                out.append(row)
+    return out
+
+
 def availability(
     uow: UnitOfWork, day: date, *, terminal_id: str | None = None, site: str | None = None
 ) -> list[AvailabilityOut]:
     """Each visible terminal's availability on ``day`` (one terminal, a site's, or all
-    the actor sees), by terminal id."""
+    the actor sees), by terminal id. A terminal not in service at any time of the day
+    (registered after it, decommissioned before it) has no row."""
     uow.actor.require("terminals.read")
-    start, end = day_bounds(day)
-    now = utcnow()
-    if start >= now:
+    if day_bounds(day)[0] >= utcnow():
         raise ValidationError(
             _("The day {day} has not begun yet"), code="future_day", day=day.isoformat()
         )
-    stop = min(end, now)
-    ids = _terminals(uow, terminal_id, site)
-    spans: dict[str, list[tuple[datetime, datetime, bool]]] = {i: [] for i in ids}
-    t = interval_table
-    for part in _chunks(ids):
-        rows = uow.connection.execute(
-            select(t.c.terminal_id, t.c.started_at, t.c.ended_at, t.c.able).where(
-                t.c.terminal_id.in_(list(part)), t.c.started_at < stop, t.c.ended_at > start
-            )
-        )
-        for row in rows:
-            spans[row.terminal_id].append((row.started_at, row.ended_at, bool(row.able)))
-    period = (stop - start).total_seconds()
-    out: list[AvailabilityOut] = []
-    for terminal in ids:
-        seen = _covered(((b, e) for b, e, _able in spans[terminal]), start, stop)
-        able = _covered(((b, e) for b, e, ok in spans[terminal] if ok), start, stop)
-        out.append(
-            AvailabilityOut(
-                terminal_id=terminal,
-                day=day,
-                period_s=int(period),
-                seen_s=int(seen),
-                available_s=int(able),
-                share=round(able / period, 4) if period > 0 else 0.0,
-            )
-        )
-    return out
+    return _days_for(uow, [day], terminal_id, site)
+
+
+def weighted_share(rows: Iterable[AvailabilityOut]) -> float | None:
+    """Availability over several terminal-days: seconds available over seconds in
+    service, so a terminal's first half day weighs half a day (None for no rows)."""
+    period = available = 0
+    for row in rows:
+        period += row.period_s
+        available += row.available_s
+    return available / period if period else None
 
 
 def _chunks(values: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
@@ -160,8 +231,8 @@ def daily_availability(
     site: str | None = None,
 ) -> list[AvailabilityOut]:
     """``availability`` for every day ``first`` to ``last`` (inclusive; days not begun
-    yet are left out), by day then terminal id, from one read of the intervals per 500
-    terminals rather than one per day."""
+    yet are left out, and each terminal's days outside its service life), by day then
+    terminal id."""
     uow.actor.require("terminals.read")
     if first > last or (last - first).days >= MAX_DAYS:
         raise ValidationError(
@@ -177,34 +248,4 @@ def daily_availability(
     ]
     if not days:
         return []
-    start, stop = day_bounds(days[0])[0], min(day_bounds(days[-1])[1], now)
-    ids = _terminals(uow, terminal_id, site)
-    spans: dict[str, list[tuple[datetime, datetime, bool]]] = {i: [] for i in ids}
-    t = interval_table
-    for part in _chunks(ids):
-        rows = uow.connection.execute(
-            select(t.c.terminal_id, t.c.started_at, t.c.ended_at, t.c.able).where(
-                t.c.terminal_id.in_(list(part)), t.c.started_at < stop, t.c.ended_at > start
-            )
-        )
-        for row in rows:
-            spans[row.terminal_id].append((row.started_at, row.ended_at, bool(row.able)))
-    out: list[AvailabilityOut] = []
-    for day in days:
-        begin, end = day_bounds(day)
-        end = min(end, now)
-        period = (end - begin).total_seconds()
-        for terminal in ids:
-            seen = _covered(((b, e) for b, e, _able in spans[terminal]), begin, end)
-            able = _covered(((b, e) for b, e, ok in spans[terminal] if ok), begin, end)
-            out.append(
-                AvailabilityOut(
-                    terminal_id=terminal,
-                    day=day,
-                    period_s=int(period),
-                    seen_s=int(seen),
-                    available_s=int(able),
-                    share=round(able / period, 4) if period > 0 else 0.0,
-                )
-            )
-    return out
+    return _days_for(uow, days, terminal_id, site)

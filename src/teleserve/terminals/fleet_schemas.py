@@ -130,8 +130,9 @@ class FinanceExceptionOut(_Frozen):
 
 class AvailabilityOut(_Frozen):
     """One terminal's day: ``available_s`` seconds seen in service and able to take money,
-    ``seen_s`` seconds seen at all, out of ``period_s`` (the whole day, or the day so far
-    for today); ``share`` = available_s / period_s."""
+    ``seen_s`` seconds seen at all, out of ``period_s`` (the part of the day inside the
+    terminal's service life, registration to decommissioning, up to now for today);
+    ``share`` = available_s / period_s."""
 
     terminal_id: str
     day: date

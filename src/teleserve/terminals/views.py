@@ -152,13 +152,15 @@ def _chart(
     }
 
 
-def _daily_mean(rows: Iterable[AvailabilityOut], keep: set[str]) -> list[tuple[date, float]]:
-    """The mean availability share of the terminals in ``keep``, per day."""
-    by_day: dict[date, list[float]] = {}
+def _daily_share(rows: Iterable[AvailabilityOut], keep: set[str]) -> list[tuple[date, float]]:
+    """The availability of the terminals in ``keep`` together, per day (weighted by each
+    terminal's time in service that day)."""
+    by_day: dict[date, list[AvailabilityOut]] = {}
     for row in rows:
         if row.terminal_id in keep:
-            by_day.setdefault(row.day, []).append(row.share)
-    return [(day, sum(v) / len(v)) for day, v in sorted(by_day.items()) if v]
+            by_day.setdefault(row.day, []).append(row)
+    shares = ((day, availability.weighted_share(v)) for day, v in sorted(by_day.items()))
+    return [(day, share) for day, share in shares if share is not None]
 
 
 # -- the fleet grid --------------------------------------------------------------------
@@ -613,14 +615,14 @@ def availability_page(
         sites = sorted({t.terminal.org_path for t in fleet.fleet_tiles(uow)})
         rows = availability.daily_availability(uow, first, last, site=site or None)
     keep = {t.terminal.terminal_id for t in tiles}
-    daily = _daily_mean(rows, keep)
-    per_terminal: dict[str, list[float]] = {}
+    daily = _daily_share(rows, keep)
+    per_terminal: dict[str, list[AvailabilityOut]] = {}
     for row in rows:
         if row.terminal_id in keep:
-            per_terminal.setdefault(row.terminal_id, []).append(row.share)
+            per_terminal.setdefault(row.terminal_id, []).append(row)
     terminal_means = [
-        (terminal_id, _percent(sum(shares) / len(shares)))
-        for terminal_id, shares in sorted(per_terminal.items())
+        (terminal_id, _percent(availability.weighted_share(days) or 0.0))
+        for terminal_id, days in sorted(per_terminal.items())
     ]
     chart = _chart(
         "fleet_availability",
