@@ -291,3 +291,15 @@ def test_the_fleet_pages_in_both_languages(client, login, kiosks):
         ui = re.sub(r'<button[^>]*lang="zh-CN"[^>]*>.*?</button>', "", ui, flags=re.S)
         ui = re.sub(r'<script type="application/json".*?</script>', "", ui, flags=re.S)
         assert not re.search(r"[\u4e00-\u9fff]{2,}", re.sub(r"<[^>]+>", " ", ui)), path
+
+
+def test_the_cash_page_lists_the_boxes_in_the_kiosks(client, login, kiosks):
+    login("gz.ops")
+    html = client.get("/console/terminals/cash").text
+    section = html.split('id="boxes-title"')[1].split("</section>")[0]
+    boxes = re.findall(r'<td class="mono"><a href="/console/terminals/kiosks/([A-Z-]+)"', section)
+    # every Guangzhou kiosk that reported (not the silent one, not Shenzhen's)
+    assert sorted(boxes) == ["GZ-FAULT", "GZ-OFF", "GZ-OK", "GZ-OOS", "GZ-WARN"]
+    assert "终端内钱箱" in html and "4/1000张" in section and "¥350.00" in section
+    one = client.get("/console/terminals/cash", params={"terminal": "GZ-OK"}).text
+    assert re.findall(r'data-box="([^"]+)"', one) == ["BOX-1"]

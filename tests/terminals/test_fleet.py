@@ -400,3 +400,34 @@ def test_reports_answer_within_the_grace(make_uow, register, run, frozen_clock: 
     frozen_clock.advance(seconds=2)
     assert not run(GZ_READER, fleet.device_state, "K1").online
     assert utcnow() - run(GZ_READER, fleet.device_state, "K1").reported_at == timedelta(seconds=91)
+
+
+def test_boxes_in_place_fullest_first_within_the_actors_subtree(
+    make_uow, register, run, frozen_clock: FrozenClock
+):
+    """The collection round's list: each reporting terminal's box as last reported,
+    fullest first, nearly full flagged; never-reported and other cities' boxes absent."""
+    register("K1")
+    register("K2", site="GZ-K2")
+    register("K3", site="GZ-K2")  # never reports
+    register("S1", site="SZ01", actor=SZ_OPS)
+    status(make_uow, "K1", report(notes=[{"value": 10000, "count": 200}], capacity=1000))
+    status(
+        make_uow,
+        "K2",
+        report(box="B-7", notes=[{"value": 5000, "count": 900}, {"value": 2000, "count": 20}]),
+    )
+    status(make_uow, "S1", report(notes=[{"value": 10000, "count": 999}]))
+    frozen_clock.advance(seconds=600)  # past the idle limit: K1 and K2 are not reporting
+    status(make_uow, "K1", report(notes=[{"value": 10000, "count": 250}], capacity=1000))
+    boxes = run(GZ_READER, fleet.boxes_in_place)
+    assert [(b.terminal_id, b.box_id, b.count, b.amount) for b in boxes] == [
+        ("K2", "B-7", 920, 900 * 5000 + 20 * 2000),
+        ("K1", "BOX-1", 250, 250 * 10000),
+    ]
+    assert [(b.fill, b.nearly_full, b.online) for b in boxes] == [
+        (0.92, True, False),
+        (0.25, False, True),
+    ]
+    assert [b.terminal_id for b in run(GZ_READER, fleet.boxes_in_place, terminal_id="K1")] == ["K1"]
+    assert [b.terminal_id for b in run(SZ_OPS, fleet.boxes_in_place)] == ["S1"]

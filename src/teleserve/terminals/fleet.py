@@ -71,6 +71,7 @@ from teleserve.terminals.fleet_models import (
     device_state_table,
 )
 from teleserve.terminals.fleet_schemas import (
+    BoxInPlaceOut,
     CommandOut,
     ConfigVersionOut,
     DeviceStateOut,
@@ -90,6 +91,7 @@ __all__ = [
     "TileState",
     "UnknownCommand",
     "acknowledge_command",
+    "boxes_in_place",
     "cancel_command",
     "config_for",
     "device_state",
@@ -775,3 +777,34 @@ def fleet_tiles(uow: UnitOfWork, *, site: str | None = None) -> list[FleetTile]:
         state = states.get(terminal.terminal_id)
         tiles.append(FleetTile(terminal, tile_state(terminal, state, worst), state, count, worst))
     return tiles
+
+
+def boxes_in_place(uow: UnitOfWork, *, terminal_id: str | None = None) -> list[BoxInPlaceOut]:
+    """The cash box in each terminal the actor sees (not decommissioned; one terminal
+    with ``terminal_id``), as last reported, fullest first: the boxes to collect first
+    lead the list. Terminals that never reported a box are left out."""
+    boxes = []
+    for tile in fleet_tiles(uow):
+        state = tile.device_state
+        if state is None or not state.cash_box_id:
+            continue
+        if terminal_id is not None and tile.terminal.terminal_id != terminal_id:
+            continue
+        capacity = state.cash_box_capacity
+        fill = state.cash_box_count / capacity if capacity > 0 else None
+        boxes.append(
+            BoxInPlaceOut(
+                terminal_id=state.terminal_id,
+                org_path=tile.terminal.org_path,
+                box_id=state.cash_box_id,
+                count=state.cash_box_count,
+                capacity=capacity,
+                amount=sum(n.value * n.count for n in state.cash_box_notes),
+                reported_at=state.reported_at,
+                online=state.online,
+                fill=fill,
+                nearly_full=fill is not None and fill >= BOX_NEARLY_FULL,
+            )
+        )
+    boxes.sort(key=lambda b: (-(b.fill or 0.0), b.terminal_id))
+    return boxes

@@ -34,6 +34,23 @@ class DeviceStateOut(_Frozen):
     online: bool
 
 
+class BoxInPlaceOut(_Frozen):
+    """The cash box in a kiosk as the kiosk last reported it (STATUS_REPORT): what a
+    collection round (清机) plans from. ``amount`` is the reported notes' value in fen;
+    ``fill`` the share of the box's capacity in use (None when no capacity is known)."""
+
+    terminal_id: str
+    org_path: str
+    box_id: str
+    count: int
+    capacity: int
+    amount: int
+    reported_at: datetime
+    online: bool
+    fill: float | None
+    nearly_full: bool
+
+
 class AlarmOut(_Frozen):
     alarm_id: str
     terminal_id: str

@@ -475,6 +475,8 @@ def _cash_context(
     page: ConsolePage, terminal: str, since: str, exceptions: str, **extra: Any
 ) -> dict[str, Any]:
     with page.uow(readonly=True) as uow:
+        boxes = fleet.boxes_in_place(uow, terminal_id=terminal.strip() or None)
+        names = org_names(uow, page.locale)
         collections = cash.list_collections(
             uow, terminal_id=terminal.strip() or None, since=_since(since), limit=LIST_SIZE
         )
@@ -487,6 +489,8 @@ def _cash_context(
     return _base(
         page,
         "cash",
+        boxes=boxes,
+        site_name=name_of(names),
         collections=collections,
         exceptions=found,
         terminal=terminal,
