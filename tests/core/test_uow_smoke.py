@@ -90,3 +90,40 @@ def test_events_acknowledged_at_insert_are_written_done(make_uow, engine):
         ("thing.unheard", "done", True),
         ("thing.unheard", "pending", False),
     ]
+
+
+def test_a_locked_sqlite_database_is_sqlalchemys_error_and_frees_the_writer_lock(tmp_path):
+    """BEGIN IMMEDIATE runs on the driver's cursor (not SQLAlchemy's execution context):
+    a database locked by another process still raises SQLAlchemy's OperationalError, and
+    the process's writer lock is given back for the next transaction."""
+    import sqlite3
+    import time
+
+    import pytest
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    from teleserve.core.db import make_engine
+    from teleserve.core.uow import UnitOfWork
+
+    path = tmp_path / "locked.db"
+    engine = make_engine(f"sqlite:///{path}")
+    # After the engine's own connect hook (30 s): give up on the lock quickly.
+    event.listen(engine, "connect", lambda dbapi, _record: dbapi.execute("PRAGMA busy_timeout=50"))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("BEGIN IMMEDIATE")  # another process's writer
+    try:
+        with pytest.raises(OperationalError, match="locked"), UnitOfWork(engine) as uow:
+            uow.connection  # noqa: B018 (begins)
+    finally:
+        holder.rollback()
+        holder.close()
+    started = time.monotonic()
+    with UnitOfWork(engine) as uow:
+        assert uow.connection.exec_driver_sql("SELECT 1").scalar() == 1
+        uow.commit()
+    with UnitOfWork(engine, readonly=True) as uow:
+        assert uow.connection.exec_driver_sql("SELECT 2").scalar() == 2
+    assert time.monotonic() - started < 5  # not the writer lock's 30-s timeout
+    engine.dispose()

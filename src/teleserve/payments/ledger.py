@@ -269,7 +269,7 @@ def ensure_system_accounts(
         }
         for code, org_path in sorted(codes.items())
     ]
-    conn.execute(insert_or_nothing(conn, account_table), rows)
+    execute_many(conn, insert_or_nothing(conn, account_table), rows)
 
 
 # -- transfers -------------------------------------------------------------------------
