@@ -1,4 +1,4 @@
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from teleserve.core.audit import AuditRecord, verify
 from teleserve.core.outbox import OutboxMessage
@@ -127,3 +127,61 @@ def test_a_locked_sqlite_database_is_sqlalchemys_error_and_frees_the_writer_lock
         assert uow.connection.exec_driver_sql("SELECT 2").scalar() == 2
     assert time.monotonic() - started < 5  # not the writer lock's 30-s timeout
     engine.dispose()
+
+
+def test_a_unit_of_work_on_a_held_connection(engine, settings):
+    """``UnitOfWork(connection=held)``: the owner keeps the connection across units of
+    work; each is its own transaction, committed or rolled back as with a pooled one; a
+    Session is made only if asked for, and commits with the transaction."""
+    import pytest
+
+    from teleserve.core.uow import UnitOfWork
+
+    def counts() -> tuple[int, int]:
+        with engine.connect() as conn:
+            return (
+                conn.scalar(select(func.count()).select_from(AuditRecord)),
+                conn.scalar(select(func.count()).select_from(OutboxMessage)),
+            )
+
+    held = engine.connect()
+    try:
+        with UnitOfWork(engine, connection=held) as uow:
+            uow.audit("kept", "thing", "A")
+            uow.emit("kept", {})
+            assert uow.connection is held and uow._session is None
+            uow.commit()
+            # after a commit the next statement begins the next transaction
+            uow.emit("kept.after", {})
+            uow.commit()
+        assert counts() == (1, 2)
+        with UnitOfWork(engine, connection=held) as uow:
+            uow.audit("dropped", "thing", "B")
+            uow.connection.execute(OutboxMessage.__table__.delete())
+            # no commit: rolled back on exit, the connection stays usable
+        assert counts() == (1, 2) and not held.in_transaction()
+        with UnitOfWork(engine, connection=held) as uow:
+            with pytest.raises(ValueError), uow.savepoint():
+                uow.emit("dropped", {})
+                uow.connection.execute(OutboxMessage.__table__.delete())
+                raise ValueError("one request failed")
+            # the ORM on demand, inside the same transaction
+            found = uow.session.scalars(select(OutboxMessage.topic)).all()
+            assert sorted(found) == ["kept", "kept.after"]
+            uow.session.execute(
+                update(OutboxMessage).where(OutboxMessage.topic == "kept").values(attempts=7)
+            )
+            uow.emit("orm.too", {})
+            uow.commit()
+        assert counts() == (1, 3)
+        with engine.connect() as conn:
+            assert (
+                conn.scalar(select(OutboxMessage.attempts).where(OutboxMessage.topic == "kept"))
+                == 7
+            )
+        with pytest.raises(ValueError), UnitOfWork(engine, readonly=True, connection=held):
+            pass
+    finally:
+        held.close()
+    report = verify(engine, settings.audit_checkpoint_dir, settings.audit_signing_key_file)
+    assert report.ok and report.records == 1

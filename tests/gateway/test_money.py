@@ -320,6 +320,26 @@ def test_payments_from_many_connections_are_grouped_and_each_recorded_once(
             assert notes == [{"value": 10000, "count": 10}]
 
 
+def test_the_writer_connects_again_when_its_connection_breaks(
+    gw: GatewayThread, kiosk: Kiosk, make_uow: Callable[..., UnitOfWork]
+):
+    """The money writer keeps one connection for its batches; one that broke (a database
+    restart) is dropped and the next batch gets a new one."""
+    writer = gw.gateway.money
+    assert writer is not None
+    assert kiosk.ask(40, 2001, cash())[0] == "00000"
+    broken = list(writer._held)  # one per writer thread that recorded a batch
+    assert broken
+    for connection in broken:
+        connection.invalidate()  # as SQLAlchemy does when the database connection is lost
+    for serial in range(41, 45):  # PostgreSQL: any of its writer threads may take one
+        err, body = kiosk.ask(serial, 2001, cash())
+        assert (err, body["status"]) == ("00000", "completed")
+    working = [c for c in writer._held if not c.invalidated]
+    assert working and not any(c in broken for c in working)
+    assert balance(make_uow) == 50000
+
+
 # -- TXN_STATUS and RECEIPT ------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.orm import Session
 
 from teleserve.core import audit, outbox
@@ -23,6 +23,14 @@ from teleserve.core.i18n import DEFAULT_LOCALE
 
 
 class UnitOfWork:
+    """One transaction. By default it has a Session of its own on a pooled connection.
+
+    ``connection=``: the transaction runs on that Core connection, which its owner keeps
+    between units of work (a writer thread on a hot path). The Session is only made if a
+    service asks for ``uow.session``; a Core-only unit of work (the kiosk money batch)
+    then costs no pool checkout, no Session and no ORM commit: ~0.1 ms of CPU less a
+    transaction on a small VM (BENCHMARKS.md, "Kiosk load", session 7)."""
+
     def __init__(
         self,
         engine: Engine,
@@ -30,11 +38,15 @@ class UnitOfWork:
         *,
         locale: str = DEFAULT_LOCALE,
         readonly: bool = False,
+        connection: Connection | None = None,
     ) -> None:
         self.engine = engine
         self.actor = actor
         self.locale = locale
         self.readonly = readonly
+        self._held = connection
+        self._entered = False
+        self._transaction: RootTransaction | None = None  # on a held connection
         self._session: Session | None = None
         # The transaction's connection, once asked for: ``Session.connection()`` costs
         # ~50 us a call, and a money batch asks a dozen times. Forgotten when the
@@ -46,8 +58,13 @@ class UnitOfWork:
 
     # -- lifecycle -----------------------------------------------------------------
     def __enter__(self) -> Self:
-        bind = self.engine.execution_options(readonly=True) if self.readonly else self.engine
-        self._session = Session(bind=bind, expire_on_commit=False, autoflush=True)
+        if self._held is not None:
+            if self.readonly:
+                raise ValueError("a unit of work on a held connection is for writing")
+        else:
+            bind = self.engine.execution_options(readonly=True) if self.readonly else self.engine
+            self._session = Session(bind=bind, expire_on_commit=False, autoflush=True)
+        self._entered = True
         return self
 
     def __exit__(
@@ -56,28 +73,42 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._session is not None
         try:
-            self._session.rollback()  # no-op after a commit
+            self._end(commit=False)  # no-op after a commit
         finally:
-            self._session.close()
-            self._session = None
-            self._connection = None
+            self._entered = False
             self._pending_audit.clear()
             self._pending_outbox.clear()
 
     @property
     def session(self) -> Session:
-        if self._session is None:
+        if not self._entered:
             raise RuntimeError("UnitOfWork used outside its 'with' block")
-        return self._session
+        session = self._session
+        if session is None:
+            # On a held connection, made when first asked for, inside the transaction
+            # this unit of work began and ends itself (``_end``).
+            session = self._session = Session(
+                bind=self.connection,
+                expire_on_commit=False,
+                autoflush=True,
+                join_transaction_mode="rollback_only",
+            )
+        return session
 
     @property
     def connection(self) -> Connection:
         """The transaction's Core connection, for batched statements on hot paths."""
         connection = self._connection
         if connection is None:
-            connection = self._connection = self.session.connection()
+            if self._held is None:
+                connection = self.session.connection()
+            else:
+                if not self._entered:
+                    raise RuntimeError("UnitOfWork used outside its 'with' block")
+                self._transaction = self._held.begin()  # on SQLite: BEGIN IMMEDIATE
+                connection = self._held
+            self._connection = connection
         return connection
 
     @property
@@ -90,8 +121,10 @@ class UnitOfWork:
     def commit(self) -> None:
         if self.readonly:
             raise RuntimeError("a read-only unit of work cannot commit")
-        session = self.session
-        session.flush()
+        if not self._entered:
+            raise RuntimeError("UnitOfWork used outside its 'with' block")
+        if self._session is not None:
+            self._session.flush()
         # Side channels are buffered and written here in batches: one insert for the
         # outbox, three statements for the audit chains, whatever the number of records.
         if self._pending_outbox:
@@ -100,18 +133,33 @@ class UnitOfWork:
         if self._pending_audit:
             audit.write(self.connection, self._pending_audit)
             self._pending_audit = []
-        session.commit()
-        self._connection = None
+        self._end(commit=True)
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
             callback()
 
     def rollback(self) -> None:
-        self._connection = None
-        self.session.rollback()
+        self._end(commit=False)
         self._pending_audit.clear()
         self._pending_outbox.clear()
         self._after_commit.clear()
+
+    def _end(self, *, commit: bool) -> None:
+        """End the transaction. The next statement begins a new one (the Session's own
+        autobegin, or ``connection`` on a held connection)."""
+        self._connection = None
+        session, transaction = self._session, self._transaction
+        if self._held is None:
+            if session is not None:
+                session.commit() if commit else session.rollback()
+            return
+        self._session = self._transaction = None
+        try:
+            if transaction is not None and transaction.is_active:
+                transaction.commit() if commit else transaction.rollback()
+        finally:
+            if session is not None:
+                session.close()  # its objects belong to the transaction that ended
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -119,7 +167,11 @@ class UnitOfWork:
         audit records, outbox messages and after-commit callbacks it queued are dropped
         (the exception propagates). Hot paths use one per request inside a batch."""
         marks = (len(self._pending_audit), len(self._pending_outbox), len(self._after_commit))
-        nested = self.session.begin_nested()
+        nested: Any = (
+            self.connection.begin_nested()
+            if self._held is not None and self._session is None
+            else self.session.begin_nested()
+        )
         try:
             yield
         except BaseException:

@@ -32,6 +32,7 @@ absent (the resend records it): exactly once either way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import queue
 import threading
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from teleserve.core.actor import Actor, ActorKind
 from teleserve.core.clock import business_date, utcnow
@@ -375,6 +376,11 @@ class MoneyWriter:
         if not threads:
             count = 0
         self._queue: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
+        # Each thread that records batches keeps one connection for all of them: a batch
+        # is a Core-only unit of work on it (no pool checkout, no Session).
+        self._local = threading.local()
+        self._held: list[Connection] = []
+        self._held_guard = threading.Lock()
         # Committed batches and the requests in them (the bench and tests read them).
         self.batches = 0
         self.requests = 0
@@ -405,6 +411,10 @@ class MoneyWriter:
             self._queue.put(_STOP)
         for thread in self._threads:
             thread.join(timeout=10)
+        with self._held_guard:
+            held, self._held = self._held, []
+        for connection in held:
+            connection.close()
         log.info(
             "gateway.money_writer_stopped",
             batches=self.batches,
@@ -488,11 +498,39 @@ class MoneyWriter:
         for loop, answers in by_loop.items():
             loop.call_soon_threadsafe(_resolve_all, answers)
 
+    def _connection(self) -> Connection:
+        """This thread's connection, made again if the last one broke."""
+        connection: Connection | None = getattr(self._local, "connection", None)
+        if connection is None or connection.closed or connection.invalidated:
+            if connection is not None:
+                self._forget(connection)
+            connection = self._local.connection = self.engine.connect()
+            with self._held_guard:
+                self._held.append(connection)
+        return connection
+
+    def _forget(self, connection: Connection) -> None:
+        self._local.connection = None
+        with self._held_guard:
+            if connection in self._held:
+                self._held.remove(connection)
+        with contextlib.suppress(Exception):
+            connection.close()
+
     def _commit(self, jobs: list[Job]) -> list[Outcome]:
+        connection = self._connection()
+        try:
+            return self._commit_on(connection, jobs)
+        except Exception:
+            if connection.invalidated or connection.closed:
+                self._forget(connection)  # the next batch connects again
+            raise
+
+    def _commit_on(self, connection: Connection, jobs: list[Job]) -> list[Outcome]:
         for _attempt in range(3):
             try:
                 started = time.perf_counter()
-                with UnitOfWork(self.engine, GATEWAY_ACTOR) as uow:
+                with UnitOfWork(self.engine, GATEWAY_ACTOR, connection=connection) as uow:
                     uow.connection  # noqa: B018 (begins: on SQLite, waits for the write lock)
                     begun = time.perf_counter()
                     outcomes = self.batch.run(uow, jobs)
