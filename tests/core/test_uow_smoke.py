@@ -185,3 +185,18 @@ def test_a_unit_of_work_on_a_held_connection(engine, settings):
         held.close()
     report = verify(engine, settings.audit_checkpoint_dir, settings.audit_signing_key_file)
     assert report.ok and report.records == 1
+
+
+def test_what_a_unit_of_work_loaded_is_detached_after_it(make_uow, engine):
+    """Leaving the block closes the Session: objects it loaded are detached, so nothing
+    lazy-loads (and holds a connection) past the unit of work."""
+    from sqlalchemy import inspect
+
+    with make_uow() as uow:
+        uow.emit("thing.created", {"id": "T1"})
+        uow.commit()
+    with make_uow() as uow:
+        message = uow.session.scalars(select(OutboxMessage)).one()
+        assert inspect(message).persistent
+    assert inspect(message).detached
+    assert engine.pool.checkedout() == 0

@@ -76,6 +76,10 @@ class UnitOfWork:
         try:
             self._end(commit=False)  # no-op after a commit
         finally:
+            if self._session is not None:
+                # Detaches what it loaded: nothing lazy-loads past the unit of work.
+                self._session.close()
+                self._session = None
             self._entered = False
             self._pending_audit.clear()
             self._pending_outbox.clear()

@@ -124,6 +124,7 @@ class MoneyService:
         self._server: asyncio.AbstractServer | None = None
         self._waiting: list[tuple[Link, int, Job]] = []
         self._drain_due = False
+        self._stopped = False
 
     async def start(self, path: Path) -> None:
         self._server = await asyncio.start_unix_server(self._serve_front, str(path))
@@ -133,6 +134,13 @@ class MoneyService:
             self._server.close()
         for link in list(self._links):
             link.close()
+        # What is waiting is recorded now (the terminals' resends get the recorded
+        # answers: the links are closed), and no batch after this: the owner stops the
+        # writer, and its connection, next (``GatewayProcesses.stop``).
+        while self._waiting:
+            self._drain_due = False
+            self._drain()
+        self._stopped = True
 
     async def _serve_front(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -181,6 +189,8 @@ class MoneyService:
         """Record one batch of what is waiting (blocking the loop meanwhile), answer it,
         and come back after the loop has read what arrived in the meantime."""
         self._drain_due = False
+        if self._stopped:
+            return
         size = self.money.max_batch
         batch, self._waiting = self._waiting[:size], self._waiting[size:]
         if not batch:
