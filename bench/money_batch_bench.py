@@ -18,6 +18,8 @@ Usage::
 
     .venv/bin/python bench/money_batch_bench.py [--db sqlite|postgresql]
         [--payments 40000] [--batch 200] [--terminals 1000] [--profile out.pstats]
+    .venv/bin/python bench/money_batch_bench.py --fixed-cost   # CPU a batch by size, and
+        # the fit: fixed cost a batch + cost a payment (what p99 at moderate load waits on)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import cProfile
 import os
 import random
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -143,13 +146,82 @@ def run(args: argparse.Namespace, url: str, folder: Path, pg: tuple[str, str] | 
     console.print(table)
 
 
+# --fixed-cost: batch sizes and how many batches of each, interleaved round by round so
+# that a change in the VM's speed touches every size alike.
+FIXED_COST_SIZES = {1: 600, 4: 300, 16: 120, 64: 40}
+
+
+def run_fixed_cost(
+    args: argparse.Namespace, url: str, folder: Path, pg: tuple[str, str] | None
+) -> None:
+    """CPU a batch by batch size (thread CPU around each ``settle``, medians), and the
+    least-squares line through them: the fixed cost a batch pays whatever its size, which
+    is what a payment waits for at moderate load, and the cost of each payment in it."""
+    console.print(f"money batch on {args.db}: seeding and registering {args.terminals} terminals")
+    keys, numbers = _prepare(url, folder, args.customers, args.terminals)
+    engine = make_engine(url)
+    money.REPORT_EVERY_S = float("inf")
+    writer = MoneyWriter(engine, get_settings(), SiteNames(engine), threads=False)
+    total = sum(size * count for size, count in FIXED_COST_SIZES.items())
+    jobs = iter(_jobs(TerminalDirectory(engine, 3600), keys, numbers, total))
+    cpu: dict[int, list[float]] = {size: [] for size in FIXED_COST_SIZES}
+    left = dict(FIXED_COST_SIZES)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("recording", total=total)
+        while any(left.values()):
+            for size in FIXED_COST_SIZES:
+                if not left[size]:
+                    continue
+                left[size] -= 1
+                batch = [next(jobs) for _ in range(size)]
+                started = time.thread_time()
+                outcomes = writer.settle(batch)
+                cpu[size].append(time.thread_time() - started)
+                if any(not isinstance(o, Answer) or o.err_number != "00000" for o in outcomes):
+                    raise SystemExit(f"a payment was not recorded: {outcomes!r}")
+                progress.update(task, advance=size)
+    writer.stop()
+    engine.dispose()
+    medians = {size: 1e6 * statistics.median(values) for size, values in cpu.items()}
+    sizes = list(medians)
+    mean_n = statistics.fmean(sizes)
+    mean_cpu = statistics.fmean(medians.values())
+    slope = sum((n - mean_n) * (medians[n] - mean_cpu) for n in sizes) / sum(
+        (n - mean_n) ** 2 for n in sizes
+    )
+    fixed = mean_cpu - slope * mean_n
+    table = Table(title=f"MoneyWriter.settle by batch size, {args.db}, {os.cpu_count()} CPUs")
+    for column in ("batch size", "batches", "CPU a batch (median)", "CPU a payment"):
+        table.add_column(column, justify="right")
+    for size in sizes:
+        table.add_row(
+            f"{size}",
+            f"{len(cpu[size]):,}",
+            f"{medians[size]:,.0f} µs",
+            f"{medians[size] / size:,.0f} µs",
+        )
+    console.print(table)
+    console.print(
+        f"fit: CPU a batch ≈ {fixed:,.0f} µs + {slope:,.0f} µs × payments "
+        f"(fixed cost a batch, cost a payment)"
+    )
+    for name, value in _limits(args, folder, pg).items():
+        console.print(f"{name}: {value}")
+
+
 def main() -> None:
     parser = database_parser(__doc__)
     parser.add_argument("--payments", type=int, default=40_000)
     parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument(
+        "--fixed-cost",
+        action="store_true",
+        help="CPU a batch at batch sizes 1, 4, 16 and 64, and the fixed cost a batch",
+    )
     parser.add_argument("--terminals", type=int, default=1000)
     parser.add_argument("--profile", help="write a cProfile of the batches to this file")
-    run_on_database(parser.parse_args(), "money_batch", run)
+    args = parser.parse_args()
+    run_on_database(args, "money_batch", run_fixed_cost if args.fixed_cost else run)
 
 
 if __name__ == "__main__":
