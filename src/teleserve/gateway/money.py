@@ -500,33 +500,21 @@ class MoneyWriter:
 
     def _connection(self) -> Connection:
         """This thread's connection, made again if the last one broke."""
-        connection: Connection | None = getattr(self._local, "connection", None)
-        if connection is None or connection.closed or connection.invalidated:
-            if connection is not None:
-                self._forget(connection)
-            connection = self._local.connection = self.engine.connect()
-            with self._held_guard:
-                self._held.append(connection)
+        last: Connection | None = getattr(self._local, "connection", None)
+        if last is not None and not (last.closed or last.invalidated):
+            return last
+        connection = self._local.connection = self.engine.connect()
+        with self._held_guard:
+            if last is not None and last in self._held:
+                self._held.remove(last)
+            self._held.append(connection)
+        if last is not None:
+            with contextlib.suppress(Exception):
+                last.close()
         return connection
 
-    def _forget(self, connection: Connection) -> None:
-        self._local.connection = None
-        with self._held_guard:
-            if connection in self._held:
-                self._held.remove(connection)
-        with contextlib.suppress(Exception):
-            connection.close()
-
     def _commit(self, jobs: list[Job]) -> list[Outcome]:
-        connection = self._connection()
-        try:
-            return self._commit_on(connection, jobs)
-        except Exception:
-            if connection.invalidated or connection.closed:
-                self._forget(connection)  # the next batch connects again
-            raise
-
-    def _commit_on(self, connection: Connection, jobs: list[Job]) -> list[Outcome]:
+        connection = self._connection()  # a new one if a failed batch broke the last
         for _attempt in range(3):
             try:
                 started = time.perf_counter()

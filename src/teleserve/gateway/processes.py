@@ -138,7 +138,6 @@ class MoneyService:
         # answers: the links are closed), and no batch after this: the owner stops the
         # writer, and its connection, next (``GatewayProcesses.stop``).
         while self._waiting:
-            self._drain_due = False
             self._drain()
         self._stopped = True
 

@@ -103,44 +103,45 @@ def _covered(spans: Iterable[tuple[datetime, datetime]], start: datetime, end: d
     return total
 
 
-def _terminals(uow: UnitOfWork, terminal_id: str | None, site: str | None) -> list[str]:
-    if terminal_id is not None:
-        return [visible_terminal(uow, terminal_id).terminal_id]
-    t = terminal_table
-    query = select(t.c.terminal_id).where(uow.actor.scope(t.c.org_path))
-    if site is not None:
-        query = query.where(t.c.site_id == iam.get_org_unit_by_code(uow, site).id)
-    return list(uow.connection.execute(query.order_by(t.c.terminal_id)).scalars())
-
-
 # A terminal's service life: from its registration to its decommissioning (None while it
 # is not decommissioned). Time outside it is neither available nor unavailable.
 _Life = tuple[datetime, datetime | None]
 _Spans = dict[str, list[tuple[datetime, datetime, bool]]]
 
 
-def _lives_and_spans(
-    conn: Connection, ids: Sequence[str], start: datetime, stop: datetime
-) -> tuple[dict[str, _Life], _Spans]:
-    """Each terminal's service life, and its intervals overlapping [start, stop)."""
-    lives: dict[str, _Life] = {}
+def _lives(uow: UnitOfWork, terminal_id: str | None, site: str | None) -> dict[str, _Life]:
+    """The visible terminals (one, a site's, or all the actor sees), by terminal id, with
+    their service lives."""
+    t = terminal_table
+    query = select(t.c.terminal_id, t.c.created_at, t.c.status, t.c.status_changed_at)
+    if terminal_id is not None:
+        visible_terminal(uow, terminal_id)  # NotFound outside the actor's subtree
+        query = query.where(t.c.terminal_id == terminal_id)
+    else:
+        query = query.where(uow.actor.scope(t.c.org_path))
+        if site is not None:
+            query = query.where(t.c.site_id == iam.get_org_unit_by_code(uow, site).id)
+    return {
+        row.terminal_id: (
+            row.created_at,
+            row.status_changed_at if row.status == _DECOMMISSIONED else None,
+        )
+        for row in uow.connection.execute(query.order_by(t.c.terminal_id))
+    }
+
+
+def _spans(conn: Connection, ids: Sequence[str], start: datetime, stop: datetime) -> _Spans:
+    """Each terminal's intervals overlapping [start, stop)."""
     spans: _Spans = {i: [] for i in ids}
-    t, i = terminal_table, interval_table
+    i = interval_table
     for part in _chunks(ids):
-        for row in conn.execute(
-            select(t.c.terminal_id, t.c.created_at, t.c.status, t.c.status_changed_at).where(
-                t.c.terminal_id.in_(list(part))
-            )
-        ):
-            ended = row.status_changed_at if row.status == _DECOMMISSIONED else None
-            lives[row.terminal_id] = (row.created_at, ended)
         for row in conn.execute(
             select(i.c.terminal_id, i.c.started_at, i.c.ended_at, i.c.able).where(
                 i.c.terminal_id.in_(list(part)), i.c.started_at < stop, i.c.ended_at > start
             )
         ):
             spans[row.terminal_id].append((row.started_at, row.ended_at, bool(row.able)))
-    return lives, spans
+    return spans
 
 
 def _terminal_day(
@@ -176,15 +177,15 @@ def _days_for(
     uow: UnitOfWork, days: Sequence[date], terminal_id: str | None, site: str | None
 ) -> list[AvailabilityOut]:
     """``_terminal_day`` for every visible terminal and day, by day then terminal id, from
-    one read of the terminals and their intervals per 500 terminals."""
+    one read of the terminals and one of their intervals per 500 terminals."""
     now = utcnow()
-    ids = _terminals(uow, terminal_id, site)
+    lives = _lives(uow, terminal_id, site)
     start, stop = day_bounds(days[0])[0], min(day_bounds(days[-1])[1], now)
-    lives, spans = _lives_and_spans(uow.connection, ids, start, stop)
+    spans = _spans(uow.connection, list(lives), start, stop)
     out: list[AvailabilityOut] = []
     for day in days:
-        for terminal in ids:
-            row = _terminal_day(terminal, day, lives[terminal], spans[terminal], now)
+        for terminal, life in lives.items():
+            row = _terminal_day(terminal, day, life, spans[terminal], now)
             if row is not None:
                 out.append(row)
     return out

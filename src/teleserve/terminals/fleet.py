@@ -783,19 +783,21 @@ def boxes_in_place(uow: UnitOfWork, *, terminal_id: str | None = None) -> list[B
     """The cash box in each terminal the actor sees (not decommissioned; one terminal
     with ``terminal_id``), as last reported, fullest first: the boxes to collect first
     lead the list. Terminals that never reported a box are left out."""
+    terminals = {
+        t.terminal_id: t
+        for t in terminal_service.list_terminals(uow)
+        if t.status.value != "decommissioned" and terminal_id in (None, t.terminal_id)
+    }
     boxes = []
-    for tile in fleet_tiles(uow):
-        state = tile.device_state
-        if state is None or not state.cash_box_id:
-            continue
-        if terminal_id is not None and tile.terminal.terminal_id != terminal_id:
+    for state in device_states(uow, list(terminals)).values():
+        if not state.cash_box_id:
             continue
         capacity = state.cash_box_capacity
         fill = state.cash_box_count / capacity if capacity > 0 else None
         boxes.append(
             BoxInPlaceOut(
                 terminal_id=state.terminal_id,
-                org_path=tile.terminal.org_path,
+                org_path=terminals[state.terminal_id].org_path,
                 box_id=state.cash_box_id,
                 count=state.cash_box_count,
                 capacity=capacity,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import date, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Form, Query
 from starlette.responses import RedirectResponse, Response
@@ -152,15 +152,20 @@ def _chart(
     }
 
 
-def _daily_share(rows: Iterable[AvailabilityOut], keep: set[str]) -> list[tuple[date, float]]:
-    """The availability of the terminals in ``keep`` together, per day (weighted by each
-    terminal's time in service that day)."""
-    by_day: dict[date, list[AvailabilityOut]] = {}
+K = TypeVar("K", date, str)
+
+
+def _shares_by(
+    rows: Iterable[AvailabilityOut], keep: set[str], key: Callable[[AvailabilityOut], K]
+) -> list[tuple[K, float]]:
+    """The availability of the terminals in ``keep`` together, per ``key`` (a day, a
+    terminal), each terminal-day weighted by its time in service."""
+    groups: dict[K, list[AvailabilityOut]] = {}
     for row in rows:
         if row.terminal_id in keep:
-            by_day.setdefault(row.day, []).append(row)
-    shares = ((day, availability.weighted_share(v)) for day, v in sorted(by_day.items()))
-    return [(day, share) for day, share in shares if share is not None]
+            groups.setdefault(key(row), []).append(row)
+    shares = ((k, availability.weighted_share(v)) for k, v in sorted(groups.items()))
+    return [(k, share) for k, share in shares if share is not None]
 
 
 # -- the fleet grid --------------------------------------------------------------------
@@ -619,14 +624,10 @@ def availability_page(
         sites = sorted({t.terminal.org_path for t in fleet.fleet_tiles(uow)})
         rows = availability.daily_availability(uow, first, last, site=site or None)
     keep = {t.terminal.terminal_id for t in tiles}
-    daily = _daily_share(rows, keep)
-    per_terminal: dict[str, list[AvailabilityOut]] = {}
-    for row in rows:
-        if row.terminal_id in keep:
-            per_terminal.setdefault(row.terminal_id, []).append(row)
+    daily = _shares_by(rows, keep, lambda row: row.day)
     terminal_means = [
-        (terminal_id, _percent(availability.weighted_share(days) or 0.0))
-        for terminal_id, days in sorted(per_terminal.items())
+        (terminal_id, _percent(share))
+        for terminal_id, share in _shares_by(rows, keep, lambda row: row.terminal_id)
     ]
     chart = _chart(
         "fleet_availability",
