@@ -39,6 +39,7 @@ from kiosk_load import _limits, _prepare
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from sqlalchemy import Engine
 
 from teleserve.core.db import make_engine
 from teleserve.core.settings import get_settings
@@ -98,15 +99,21 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(args: argparse.Namespace, url: str, folder: Path, pg: tuple[str, str] | None) -> None:
+def _writer_and_jobs(
+    args: argparse.Namespace, url: str, folder: Path, count: int
+) -> tuple[Engine, MoneyWriter, list[Job]]:
+    """The seeded operator and its terminals, an inline writer, and ``count`` jobs."""
     console.print(f"money batch on {args.db}: seeding and registering {args.terminals} terminals")
     keys, numbers = _prepare(url, folder, args.customers, args.terminals)
     engine = make_engine(url)
-    settings = get_settings()
     # The writer's own figures (``_spent``) are read here, not reset by its log report.
     money.REPORT_EVERY_S = float("inf")
-    writer = MoneyWriter(engine, settings, SiteNames(engine), threads=False)
-    jobs = _jobs(TerminalDirectory(engine, 3600), keys, numbers, args.payments)
+    writer = MoneyWriter(engine, get_settings(), SiteNames(engine), threads=False)
+    return engine, writer, _jobs(TerminalDirectory(engine, 3600), keys, numbers, count)
+
+
+def run(args: argparse.Namespace, url: str, folder: Path, pg: tuple[str, str] | None) -> None:
+    engine, writer, jobs = _writer_and_jobs(args, url, folder, args.payments)
     batches = [jobs[i : i + args.batch] for i in range(0, len(jobs), args.batch)]
     profiler = cProfile.Profile() if args.profile else None
     held = 0
@@ -157,13 +164,9 @@ def run_fixed_cost(
     """CPU a batch by batch size (thread CPU around each ``settle``, medians), and the
     least-squares line through them: the fixed cost a batch pays whatever its size, which
     is what a payment waits for at moderate load, and the cost of each payment in it."""
-    console.print(f"money batch on {args.db}: seeding and registering {args.terminals} terminals")
-    keys, numbers = _prepare(url, folder, args.customers, args.terminals)
-    engine = make_engine(url)
-    money.REPORT_EVERY_S = float("inf")
-    writer = MoneyWriter(engine, get_settings(), SiteNames(engine), threads=False)
     total = sum(size * count for size, count in FIXED_COST_SIZES.items())
-    jobs = iter(_jobs(TerminalDirectory(engine, 3600), keys, numbers, total))
+    engine, writer, made = _writer_and_jobs(args, url, folder, total)
+    jobs = iter(made)
     cpu: dict[int, list[float]] = {size: [] for size in FIXED_COST_SIZES}
     left = dict(FIXED_COST_SIZES)
     with Progress(console=console, transient=True) as progress:
