@@ -307,9 +307,9 @@ def test_exports_follow_the_filters_and_are_audited(client, login, engine):
     assert "MOB-58" in sheet + shared and "BB-300M" not in sheet + shared
     with engine.connect() as conn:
         details = conn.scalars(
-            select(AuditRecord.detail).where(
-                AuditRecord.action == "console.exported", AuditRecord.subject_id == "offerings"
-            )
+            select(AuditRecord.detail)
+            .where(AuditRecord.action == "console.exported", AuditRecord.subject_id == "offerings")
+            .order_by(AuditRecord.id)  # in the order written (PostgreSQL guarantees no other)
         ).all()
     assert len(details) == 2 and '"rows":2' in details[0] and '"rows":5' in details[1]
     assert client.get("/console/catalog/export/pdf").status_code == 404

@@ -192,7 +192,9 @@ def test_the_export_is_masked_and_audited(client, login, held, engine, frozen_cl
     assert client.get(f"{HELD}/export/xlsx").status_code == 200
     with engine.connect() as conn:
         audits = conn.scalars(
-            select(AuditRecord.detail).where(AuditRecord.subject_id == "held_payments")
+            select(AuditRecord.detail)
+            .where(AuditRecord.subject_id == "held_payments")
+            .order_by(AuditRecord.id)  # in the order written
         ).all()
     assert len(audits) == 2 and '"terminal":"GZ-K2"' in audits[0]
     assert client.get(f"{HELD}/export/pdf").status_code == 404
