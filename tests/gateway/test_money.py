@@ -359,6 +359,23 @@ def test_txn_status_and_receipt_reprint(kiosk: Kiosk):
         assert missing["error"]["message_zh"]
 
 
+def test_the_receipt_shows_the_payments_time_as_its_reprint_does(
+    kiosk: Kiosk, monkeypatch: pytest.MonkeyPatch
+):
+    """The batch reads its clock after recording the payments; when that falls in the
+    next second the receipt still shows the payment's time, as a reprint (2010) does."""
+    from datetime import timedelta
+
+    from teleserve.core.clock import utcnow
+    from teleserve.gateway import money
+
+    monkeypatch.setattr(money, "utcnow", lambda: utcnow() + timedelta(seconds=5))
+    _, paid = kiosk.ask(24, 2001, cash())
+    _, reprint = kiosk.ask(25, 2010, {"original_serial": 24})
+    lines = [line for line in reprint["receipt"]["lines"] if line != "重印 REPRINT"]
+    assert lines[1:] == paid["receipt"]["lines"][1:]
+
+
 # -- REVERSAL ----------------------------------------------------------------------------
 
 

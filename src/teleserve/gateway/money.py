@@ -340,7 +340,9 @@ class MoneyBatch:
             place=self.sites.get(job.entry.site_id, job.entry.org_path),
             terminal_id=h.terminal_id,
             serial=h.serial,
-            at=now,
+            # The payment's own time, as a reprint (2010) shows it: the batch's ``now`` is
+            # read after the payments and may fall in the next second.
+            at=datetime.fromisoformat(outcome.created_at) if outcome.created_at else now,
             msisdn=plan.msisdn,
             amount=int(outcome.amount or 0),
             currency=self.settings.currency,
